@@ -1,0 +1,32 @@
+# `make demo` and `make test` are all a new machine needs: both create .venv
+# and install kerasmm into it on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,plot]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m kerasmm.demo
+
+test: install
+	$(PY) -m pytest tests -q -p no:cacheprovider --timeout=900
+
+test-fast: install
+	$(PY) -m pytest tests -q -m "not slow and not integration"
+
+bench: install
+	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info

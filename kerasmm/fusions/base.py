@@ -1,0 +1,139 @@
+"""The base class every registered fusion derives from."""
+
+import keras
+from keras import ops
+
+MASK_SUFFIX = "_mask"
+PADDING_SUFFIX = "_padding_mask"
+
+
+class Fusion(keras.layers.Layer):
+    """Combines per-modality features into one tensor.
+
+    Called on a dict: each modality name maps to its features (`[B,D]` pooled
+    vectors, or `[B,T,D]` sequences when `input_kind == "sequence"`), and the
+    optional keys `"<modality>_mask"` (`[B]` or `[B,1]`, 1.0 = present,
+    0.0 = absent) and `"<modality>_padding_mask"` (`[B,T]`, sequences only)
+    describe presence. Absent modalities are left out of the result and the
+    remaining ones renormalised; a missing mask means "always present".
+
+    `call(inputs, training=None, return_weights=False)` returns the fused
+    `[B, output_dim]` tensor, or `(fused, weights)` where `weights` maps each
+    modality to its per-example contribution `[B]` (summing to 1 over the
+    present modalities).
+
+    Args:
+        modalities: optional list of modality names the fusion combines. When
+            given, the model is checked at build time to provide each one.
+        modality_dropout: float in [0, 1). While training, each present
+            modality of each example is dropped with this probability; an
+            example always keeps at least one modality.
+        seed: int, seed of the modality-dropout generator.
+    """
+
+    input_kind = "pooled"
+
+    def __init__(self, modalities=None, modality_dropout=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if modalities is not None:
+            modalities = [str(m) for m in modalities]
+            if len(set(modalities)) != len(modalities) or not modalities:
+                raise ValueError(f"{type(self).__name__}: modalities must be distinct names, got {modalities!r}.")
+        if not 0.0 <= float(modality_dropout) < 1.0:
+            raise ValueError(
+                f"{type(self).__name__}: modality_dropout must be in [0, 1), got {modality_dropout!r}."
+            )
+        self.modalities = modalities
+        self.modality_dropout = float(modality_dropout)
+        self.seed = seed
+        self._seed_generator = keras.random.SeedGenerator(seed) if modality_dropout else None
+
+    # --- helpers for subclasses -------------------------------------------
+
+    def split_inputs(self, inputs):
+        """`(features, masks, padding_masks)` dicts, in a fixed modality order."""
+        if not isinstance(inputs, dict):
+            raise ValueError(
+                f"{type(self).__name__} expects a dict of modality tensors, got {type(inputs).__name__}."
+            )
+        names = [
+            k for k in inputs
+            if not k.endswith(MASK_SUFFIX)
+        ]
+        names = self.select_modalities(names)
+        features = {m: inputs[m] for m in names}
+        masks = {m: inputs.get(m + MASK_SUFFIX) for m in names}
+        padding = {m: inputs.get(m + PADDING_SUFFIX) for m in names}
+        return features, masks, padding
+
+    def select_modalities(self, available):
+        """The modalities this fusion combines, checked against `available`."""
+        available = sorted(available)
+        if self.modalities is None:
+            chosen = available
+        else:
+            missing = [m for m in self.modalities if m not in available]
+            if missing:
+                raise ValueError(
+                    f"{type(self).__name__} was configured for modalities {self.modalities}, but the "
+                    f"model has no input for {missing}. Available modalities: {available}."
+                )
+            chosen = list(self.modalities)
+        if not chosen:
+            raise ValueError(f"{type(self).__name__} received no modality features.")
+        return chosen
+
+    def presence(self, features, masks, training=None):
+        """`[B, M]` float presence matrix (columns in `features` order), after modality dropout."""
+        first = next(iter(features.values()))
+        batch = ops.shape(first)[0]
+        columns = []
+        for m in features:
+            mask = masks.get(m)
+            if mask is None:
+                columns.append(ops.ones((batch,), dtype=self.compute_dtype))
+            else:
+                columns.append(ops.reshape(ops.cast(mask, self.compute_dtype), (batch,)))
+        present = ops.stack(columns, axis=1)
+        if training and self.modality_dropout > 0.0:
+            keep = keras.random.uniform(ops.shape(present), seed=self._seed_generator) >= self.modality_dropout
+            dropped = present * ops.cast(keep, present.dtype)
+            # An example that would lose every modality keeps what it had.
+            any_left = ops.sum(dropped, axis=1, keepdims=True) > 0
+            present = ops.where(any_left, dropped, present)
+        return present
+
+    @staticmethod
+    def normalized(present):
+        """Equal contributions over the present modalities, `[B, M]`."""
+        return present / ops.maximum(ops.sum(present, axis=1, keepdims=True), 1.0)
+
+    @staticmethod
+    def check_same_width(cls_name, features):
+        widths = {m: x.shape[-1] for m, x in features.items()}
+        if len(set(widths.values())) > 1:
+            raise ValueError(
+                f"{cls_name} combines modalities element-wise, so they need the same width, got "
+                f"{widths}. Give the encoders the same output_dim or set projection_dim on the fusion."
+            )
+
+    # --- public API --------------------------------------------------------
+
+    def call(self, inputs, training=None, return_weights=False):
+        features, masks, padding = self.split_inputs(inputs)
+        present = self.presence(features, masks, training=training)
+        fused, weights = self.fuse(features, present, padding, training=training)
+        if return_weights:
+            return fused, {m: weights[:, i] for i, m in enumerate(features)}
+        return fused
+
+    def fuse(self, features, present, padding_masks, training=None):
+        """Subclasses: return `(fused [B, D_out], weights [B, M])`."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"modalities": self.modalities, "modality_dropout": self.modality_dropout, "seed": self.seed}
+        )
+        return config

@@ -1,0 +1,153 @@
+"""Test helpers for kerasmm layers and models, reusable for your own plugins.
+
+Example:
+```python
+import numpy as np
+from kerasmm import testing
+from kerasmm.encoders.image import CNNImageEncoder
+
+testing.run_layer_test(
+    CNNImageEncoder,
+    init_kwargs={"output_dim": 8, "filters": [8]},
+    input_data=np.random.rand(2, 16, 16, 3).astype("float32"),
+)
+```
+"""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import tree
+
+
+def _as_numpy(x):
+    return tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), x)
+
+
+def _symbolic_inputs(input_data):
+    return tree.map_structure(
+        lambda a: keras.Input(shape=np.shape(a)[1:], dtype=keras.backend.standardize_dtype(np.asarray(a).dtype)
+                              if not hasattr(a, "dtype") or isinstance(a, np.ndarray)
+                              else keras.backend.standardize_dtype(a.dtype)),
+        input_data,
+    )
+
+
+def _scalar_head(outputs):
+    """A `[B, 1]` tensor depending on every float output, for a fit step."""
+    terms = []
+    for out in tree.flatten(outputs):
+        if "float" not in keras.backend.standardize_dtype(out.dtype):
+            continue
+        flat = keras.layers.Flatten()(out) if len(out.shape) > 2 else out
+        if len(flat.shape) == 1:
+            flat = keras.layers.Reshape((1,))(flat)
+        terms.append(keras.layers.Dense(1)(flat))
+    if not terms:
+        raise ValueError("The layer has no float output to train against.")
+    return terms[0] if len(terms) == 1 else keras.layers.Add()(terms)
+
+
+def run_layer_test(
+    layer_cls,
+    init_kwargs,
+    input_data,
+    expected_output_shape=None,
+    expected_num_trainable_weights=None,
+    expected_num_params=None,
+    run_training_check=True,
+    run_saving_check=True,
+    call_kwargs=None,
+):
+    """Check a layer the way every kerasmm layer is checked.
+
+    Builds the layer from `init_kwargs`; round-trips its config (the class's
+    `from_config` and Keras serialization); calls it symbolically and eagerly
+    on `input_data` and checks the shapes agree (and match
+    `expected_output_shape`, a structure of shapes with `None` for the batch);
+    checks weight counts; runs one `fit` step of a model around the layer; and
+    round-trips that model through a `.keras` file under `safe_mode=True`.
+
+    Returns the eager outputs.
+    """
+    call_kwargs = call_kwargs or {}
+    layer = layer_cls(**init_kwargs)
+
+    # Config round trip, both direct and through Keras' registry.
+    config = layer.get_config()
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config, "get_config() does not round-trip through from_config()"
+    serialized = keras.saving.serialize_keras_object(layer)
+    revived = keras.saving.deserialize_keras_object(serialized, safe_mode=True)
+    assert type(revived) is layer_cls, f"deserialized to {type(revived)}, not {layer_cls}"
+
+    # Symbolic call.
+    inputs = _symbolic_inputs(input_data)
+    symbolic = layer(inputs, **call_kwargs)
+    symbolic_shapes = tree.map_structure(lambda t: tuple(t.shape), symbolic)
+    if expected_output_shape is not None:
+        assert_shapes_equal(symbolic_shapes, expected_output_shape)
+
+    # Eager call on a fresh layer, shapes consistent with the symbolic ones.
+    eager_layer = layer_cls(**init_kwargs)
+    eager = _as_numpy(eager_layer(input_data, **call_kwargs))
+    batch = np.shape(tree.flatten(input_data)[0])[0]
+    tree.map_structure(
+        lambda s, e: _check_eager_shape(s, e.shape, batch), symbolic_shapes, eager
+    )
+
+    if expected_num_trainable_weights is not None:
+        got = len(layer.trainable_weights)
+        assert got == expected_num_trainable_weights, (
+            f"expected {expected_num_trainable_weights} trainable weights, got {got}"
+        )
+    if expected_num_params is not None:
+        got = layer.count_params()
+        assert got == expected_num_params, f"expected {expected_num_params} parameters, got {got}"
+
+    model = keras.Model(inputs, _scalar_head(symbolic))
+    if run_training_check:
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        before = [np.array(w) for w in layer.trainable_weights]
+        history = model.fit(input_data, np.ones((batch, 1), "float32"), epochs=1, batch_size=batch, verbose=0)
+        assert np.isfinite(history.history["loss"][0]), "fit produced a non-finite loss"
+        if before:
+            changed = any(not np.array_equal(b, np.array(w)) for b, w in zip(before, layer.trainable_weights))
+            assert changed, "one fit step left every trainable weight of the layer unchanged"
+    if run_saving_check:
+        run_model_saving_test(model, input_data)
+    return eager
+
+
+def _check_eager_shape(symbolic_shape, eager_shape, batch):
+    expected = tuple(batch if i == 0 and d is None else d for i, d in enumerate(symbolic_shape))
+    assert_shapes_equal(tuple(eager_shape), expected)
+
+
+def assert_shapes_equal(got, expected):
+    """Compare (structures of) shapes, `None` in `expected` matching anything."""
+    flat_got = tree.flatten(tree.map_shape_structure(lambda s: tuple(s), got))
+    flat_expected = tree.flatten(tree.map_shape_structure(lambda s: tuple(s), expected))
+    assert len(flat_got) == len(flat_expected), f"shapes {got} vs expected {expected}"
+    for g, e in zip(flat_got, flat_expected):
+        assert len(g) == len(e) and all(b is None or a == b for a, b in zip(g, e)), (
+            f"shape {g} does not match expected {e}"
+        )
+
+
+def run_model_saving_test(model, input_data, atol=1e-5):
+    """Save `model` to a `.keras` file, load it with `safe_mode=True`, compare outputs.
+
+    Returns the loaded model.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model), f"loaded a {type(loaded).__name__}, saved a {type(model).__name__}"
+    expected = _as_numpy(model(input_data, training=False))
+    got = _as_numpy(loaded(input_data, training=False))
+    tree.map_structure(lambda e, g: np.testing.assert_allclose(g, e, atol=atol, rtol=1e-5), expected, got)
+    return loaded
