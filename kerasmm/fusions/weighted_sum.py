@@ -1,1 +1,104 @@
-"""(being written)"""
+"""Learned weighted-sum fusion."""
+
+import keras
+from keras import ops
+
+from kerasmm.fusions import register
+from kerasmm.fusions.base import Fusion
+from kerasmm.fusions.concat import _check_modalities
+
+
+@register("weighted_sum")
+class WeightedSumFusion(Fusion):
+    """A learned convex combination of the modalities: `sum_m alpha_m * x_m`.
+
+    Generalises `X = alpha * X_image + beta * X_text` to N modalities. Each
+    modality has one learnable logit (initialised to 0, so all modalities
+    start with equal weight); per example, `alpha` is the softmax of the
+    logits over the *present* modalities only, so absent modalities get
+    weight 0 and the rest are renormalised. The returned weights are these
+    per-example `alpha`.
+
+    Element-wise combination needs every modality to have the same width;
+    set `projection_dim` to project each modality with its own `Dense` first.
+
+    Args:
+        projection_dim: optional positive int; width of a per-modality
+            `Dense` projection applied before the sum.
+        modalities, modality_dropout, seed: see `kerasmm.fusions.Fusion`.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.fusions.weighted_sum import WeightedSumFusion
+    fusion = WeightedSumFusion()
+    fused, weights = fusion(
+        {
+            "image": np.ones((2, 8), "float32"),
+            "text": np.zeros((2, 8), "float32"),
+            "text_mask": np.array([1.0, 0.0], "float32"),
+        },
+        return_weights=True,
+    )
+    # weights["image"] == [0.5, 1.0]; weights["text"] == [0.5, 0.0]
+    ```
+    """
+
+    def __init__(self, projection_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        if projection_dim is not None and (
+            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0
+        ):
+            raise ValueError(
+                f"WeightedSumFusion: projection_dim must be None or a positive int, got {projection_dim!r}."
+            )
+        self.projection_dim = projection_dim
+
+    def build(self, input_shape):
+        features, _, _ = self.split_inputs(input_shape)
+        self._fused_modalities = list(features)
+        self.projections = []
+        if self.projection_dim is None:
+            self.check_same_width(
+                type(self).__name__, {m: keras.KerasTensor(tuple(s)) for m, s in features.items()}
+            )
+        else:
+            for m, shape in features.items():
+                dense = keras.layers.Dense(
+                    self.projection_dim, name=f"{m}_projection", dtype=self.dtype_policy
+                )
+                dense.build(tuple(shape))
+                self.projections.append(dense)
+        self.modality_logits = self.add_weight(
+            shape=(len(features),), initializer="zeros", name="modality_logits"
+        )
+
+    def fuse(self, features, present, padding_masks, training=None):
+        _check_modalities(self, features)
+        logits = ops.cast(self.modality_logits, present.dtype)[None, :]
+        alpha = _masked_softmax(logits, present > 0)
+        fused = None
+        for i, x in enumerate(features.values()):
+            if self.projections:
+                x = self.projections[i](x)
+            keep = present[:, i : i + 1] > 0
+            term = ops.where(keep, x, ops.zeros_like(x)) * ops.cast(alpha[:, i : i + 1], x.dtype)
+            fused = term if fused is None else fused + term
+        return fused, alpha
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"projection_dim": self.projection_dim})
+        return config
+
+
+def _masked_softmax(logits, keep, axis=-1):
+    """Softmax of `logits` along `axis` over the entries where `keep` (bool, broadcastable) holds.
+
+    Excluded entries get exactly 0; a slice with nothing kept gives all zeros.
+    """
+    very_negative = -3e4 if keras.backend.standardize_dtype(logits.dtype) == "float16" else -1e9
+    masked = ops.where(keep, logits, ops.cast(very_negative, logits.dtype))
+    masked = masked - ops.stop_gradient(ops.max(masked, axis=axis, keepdims=True))
+    exp = ops.exp(masked) * ops.cast(keep, logits.dtype)
+    return exp / ops.maximum(ops.sum(exp, axis=axis, keepdims=True), 1e-12)

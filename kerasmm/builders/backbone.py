@@ -1,0 +1,144 @@
+"""Encoders + fusion as one functional model: the classifiers' backbone."""
+
+import keras
+import keras_hub
+
+from kerasmm import encoders as encoder_registry
+from kerasmm import fusions as fusion_registry
+from kerasmm.builders.preprocessor import MODALITIES
+from kerasmm.registry import resolve
+
+
+def model_inputs(modalities, image_size=None, sequence_length=None, audio_length=None):
+    """`keras.Input`s of the backbone contract for `modalities`, masks included."""
+    specs = {
+        "image": (tuple(image_size or (None, None)) + (3,), "float32"),
+        "text": ((sequence_length,), "int32"),
+        "audio": ((audio_length,), "float32"),
+    }
+    inputs = {}
+    for m in modalities:
+        shape, dtype = specs[m]
+        inputs[m] = keras.Input(shape=shape, dtype=dtype, name=m)
+        inputs[f"{m}_mask"] = keras.Input(shape=(), dtype="float32", name=f"{m}_mask")
+    return inputs
+
+
+def _serialize_layers(layers):
+    return {k: keras.layers.serialize(v) for k, v in layers.items()}
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class MultimodalBackbone(keras_hub.models.Backbone):
+    """Per-modality encoders whose outputs a fusion layer combines.
+
+    Inputs follow the backbone contract: `"image"` float32 `[B,H,W,3]` in
+    [0, 1], `"text"` int32 `[B,T]` (0 = padding), `"audio"` float32 `[B,S]`,
+    and for each modality a presence flag `"<modality>_mask"` `[B]`. The
+    output is the fused `[B, D]` tensor.
+
+    Args:
+        encoders: dict modality → encoder (a registered name, a
+            `{"name": ..., **config}` dict, or an encoder layer). Keys are
+            among "image", "text", "audio" and must match the encoder's modality.
+        fusion: a registered fusion name, spec dict or layer.
+        image_size: (height, width) of the image input.
+        sequence_length: int, length of the text input.
+        audio_length: int, samples of the audio input.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.builders.backbone import MultimodalBackbone
+    backbone = MultimodalBackbone(
+        encoders={"image": {"name": "cnn", "output_dim": 16, "filters": [8]},
+                  "text": {"name": "bow", "vocabulary_size": 20, "output_dim": 16}},
+        fusion="weighted_sum", image_size=(16, 16), sequence_length=6)
+    fused = backbone({"image": np.zeros((2, 16, 16, 3), "float32"),
+                      "image_mask": np.ones((2,), "float32"),
+                      "text": np.ones((2, 6), "int32"),
+                      "text_mask": np.ones((2,), "float32")})
+    ```
+    """
+
+    def __init__(
+        self,
+        encoders,
+        fusion,
+        image_size=None,
+        sequence_length=None,
+        audio_length=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Layers ===
+        if not isinstance(encoders, dict) or not encoders:
+            raise ValueError(f"encoders must be a non-empty dict modality → encoder, got {encoders!r}.")
+        built = {}
+        for modality, spec in encoders.items():
+            if modality not in MODALITIES:
+                raise ValueError(f"Unknown modality {modality!r}; valid modalities: {list(MODALITIES)}.")
+            encoder = resolve(encoder_registry.ENCODERS, spec)
+            if encoder.modality != modality:
+                raise ValueError(
+                    f"Encoder {type(encoder).__name__} works on {encoder.modality}, "
+                    f"but was given for the {modality!r} input."
+                )
+            built[modality] = encoder
+        modalities = [m for m in MODALITIES if m in built]
+        image_size = _pair(image_size) if image_size is not None else None
+        if "text" in built and not sequence_length:
+            raise ValueError("A text encoder needs sequence_length (token ids per text).")
+        if "audio" in built and not audio_length:
+            raise ValueError("An audio encoder needs audio_length (samples per clip).")
+        self.encoder_layers = built
+        self.fusion = resolve(fusion_registry.FUSIONS, fusion)
+
+        # === Functional Model ===
+        inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
+        fusion_inputs = {}
+        for m in modalities:
+            encoded = built[m](inputs[m])
+            if self.fusion.input_kind == "sequence":
+                fusion_inputs[m] = encoded["sequence"]
+                fusion_inputs[f"{m}_padding_mask"] = encoded["sequence_mask"]
+            else:
+                fusion_inputs[m] = encoded["pooled"]
+            fusion_inputs[f"{m}_mask"] = inputs[f"{m}_mask"]
+        fused = self.fusion(fusion_inputs)
+        super().__init__(inputs=inputs, outputs=fused, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.modalities = modalities
+        self.image_size = image_size
+        self.sequence_length = sequence_length
+        self.audio_length = audio_length
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoders": _serialize_layers(self.encoder_layers),
+                "fusion": keras.layers.serialize(self.fusion),
+                "image_size": self.image_size,
+                "sequence_length": self.sequence_length,
+                "audio_length": self.audio_length,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoders"] = {k: keras.layers.deserialize(v) for k, v in config["encoders"].items()}
+        config["fusion"] = keras.layers.deserialize(config["fusion"])
+        return super().from_config(config)
+
+
+def _pair(size):
+    if isinstance(size, int):
+        return (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f"image_size must be an int or (height, width), got {size!r}.")
+    return size

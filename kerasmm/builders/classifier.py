@@ -1,0 +1,102 @@
+"""Multimodal classifiers: backbone (encoders → fusion) → classification head."""
+
+import keras
+
+from kerasmm.builders.backbone import MultimodalBackbone
+from kerasmm.builders.task import ZooTask
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class MultimodalClassifier(ZooTask):
+    """Classifies examples from any mix of image, text and audio.
+
+    `fit`, `evaluate` and `predict` take raw features (pixels, strings,
+    waveforms) and run `preprocessor` inside tf.data; calling the model
+    directly takes preprocessed inputs (see `MultimodalBackbone`).
+
+    Args:
+        backbone: a `MultimodalBackbone`.
+        num_classes: int.
+        preprocessor: a `MultimodalPreprocessor`, or None to feed
+            preprocessed inputs.
+        hidden_dim: optional int, a ReLU hidden layer before the output.
+        dropout: float, dropout before the output layer.
+        activation: None (logits) or "softmax".
+        class_names: optional list of `num_classes` label names.
+
+    Example:
+    ```python
+    import kerasmm
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier")
+    data = kerasmm.data.shapes(num_examples=32, batch_size=16)
+    model.fit(data, epochs=1)
+    model.predict(data)
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        preprocessor=None,
+        hidden_dim=None,
+        dropout=0.1,
+        activation=None,
+        class_names=None,
+        **kwargs,
+    ):
+        if not isinstance(backbone, MultimodalBackbone):
+            raise ValueError(f"backbone must be a MultimodalBackbone, got {type(backbone).__name__}.")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+        if class_names is not None:
+            class_names = [str(c) for c in class_names]
+            if len(class_names) != num_classes:
+                raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}.")
+        if activation not in (None, "softmax"):
+            raise ValueError(f"activation must be None (logits) or 'softmax', got {activation!r}.")
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.hidden = keras.layers.Dense(hidden_dim, activation="relu", name="hidden") if hidden_dim else None
+        self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
+        self.output_dense = keras.layers.Dense(num_classes, activation=activation, name="logits")
+
+        # === Functional Model ===
+        inputs = dict(backbone.input)
+        x = backbone(inputs)
+        if self.hidden is not None:
+            x = self.hidden(x)
+        outputs = self.output_dense(self.output_dropout(x))
+        self.activation = activation  # read by the default compile() inside Task.__init__
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.class_names = class_names
+
+    def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
+        """`keras.Model.compile` with defaults: Adam(1e-3), sparse cross-entropy, accuracy."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=self.activation is None)
+        if metrics == "auto":
+            metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "hidden_dim": self.hidden_dim,
+                "dropout": self.dropout,
+                "activation": self.activation,
+                "class_names": self.class_names,
+            }
+        )
+        return config

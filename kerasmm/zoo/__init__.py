@@ -1,0 +1,97 @@
+"""The model zoo: `kerasmm.zoo.get(name, **overrides)` → a compiled model.
+
+Each entry is a small architecture dict plus the builder that turns it into
+a model. Every entry has a `tiny_<name>` twin for tests; `list()` leaves the
+tiny twins out unless asked.
+
+Example:
+```python
+import kerasmm
+kerasmm.zoo.list()                        # ['audio_visual_classifier', ...]
+model = kerasmm.zoo.get("tiny_weighted_sum_classifier", learning_rate=3e-3)
+```
+"""
+
+import copy
+
+from kerasmm.registry import Registry
+
+ZOO = Registry("zoo entry", keras_serializable=False)
+TINY_PREFIX = "tiny_"
+
+
+class ZooEntry:
+    """A named architecture: `builder(**config)` returns a compiled model."""
+
+    def __init__(self, name, builder, config, task, description=""):
+        self.name = name
+        self.builder = builder
+        self.config = config
+        self.task = task
+        self.description = description
+
+    def __call__(self, **overrides):
+        return self.builder(**merge_config(self.config, overrides, self.name))
+
+    def __repr__(self):
+        return f"ZooEntry({self.name!r}, task={self.task!r})"
+
+
+def register(name, builder, config, task, description=""):
+    """Register an architecture dict under `name`; names are unique."""
+    return ZOO.register(name, ZooEntry(name, builder, copy.deepcopy(config), task, description))
+
+
+def get(name, **overrides):
+    """A new compiled model for the entry `name`, with `overrides` merged into its config."""
+    return ZOO.get(name, **overrides)
+
+
+def entry(name):
+    """The `ZooEntry` registered under `name`."""
+    return ZOO.lookup(name)
+
+
+def list(pattern=None, include_tiny=False):  # noqa: A001 - the registry's public verb
+    """Sorted entry names (optionally matching a glob `pattern`); tiny twins only on request."""
+    names = ZOO.list(pattern)
+    return [n for n in names if include_tiny or not n.startswith(TINY_PREFIX)]
+
+
+def merge_config(base, overrides, name="entry"):
+    """`base` with `overrides` merged in; nested dicts merge key by key.
+
+    A nested dict whose "name" differs from the base's (say another encoder)
+    replaces it rather than merging, since the old settings would not apply;
+    a nested value of None removes the key (e.g. `encoders={"text": None}`
+    makes an image-only model).
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if key not in merged:
+            raise ValueError(f"{name} has no setting {key!r}. Valid settings: {', '.join(sorted(merged))}.")
+        old = merged[key]
+        if isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) == old.get("name"):
+            merged[key] = _merge_nested(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _merge_nested(old, new):
+    out = dict(old)
+    for key, value in new.items():
+        if value is None:
+            out.pop(key, None)
+        elif (
+            isinstance(out.get(key), dict)
+            and isinstance(value, dict)
+            and value.get("name", out[key].get("name")) == out[key].get("name")
+        ):
+            out[key] = _merge_nested(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+from kerasmm.zoo import classifiers  # noqa: E402,F401  (registers the classifier entries)

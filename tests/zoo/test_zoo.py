@@ -1,0 +1,75 @@
+"""Every zoo entry, parametrised over the registry: a new entry is tested without a new test."""
+
+import numpy as np
+import pytest
+
+import kerasmm
+from kerasmm import testing
+
+CLASSIFIERS = ["audio_visual_classifier", "concat_classifier", "vqa_classifier", "weighted_sum_classifier"]
+TINY = [n for n in kerasmm.zoo.list(include_tiny=True) if n.startswith("tiny_")]
+FULL = kerasmm.zoo.list()
+
+
+def shapes_for(model, task, num_examples=4, batch_size=2):
+    with_audio = "audio" in model.backbone.modalities
+    return kerasmm.data.shapes(
+        num_examples=num_examples, batch_size=batch_size, task=task, with_audio=with_audio,
+        image_size=model.preprocessor.image_size[0] if model.preprocessor.image_size else 32,
+    )
+
+
+def test_list_names_the_classifier_entries():
+    assert kerasmm.zoo.list() == CLASSIFIERS
+    assert kerasmm.zoo.list("*vqa*") == ["vqa_classifier"]
+    assert set(TINY) == {"tiny_" + n for n in FULL}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_entry_fits_predicts_and_round_trips(name):
+    entry = kerasmm.zoo.entry(name)
+    model = kerasmm.zoo.get(name)
+    train = shapes_for(model, entry.task)
+    history = model.fit(train, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    probs = model.predict(train, verbose=0)
+    assert probs.shape == (4, model.num_classes)
+    x, _ = next(iter(train.map(lambda x, y: model.preprocessor(x, y))))
+    loaded = testing.run_model_saving_test(model, x)
+    # The reloaded model carries its preprocessor: raw features in, same outputs.
+    np.testing.assert_allclose(loaded.predict(train, verbose=0), probs, atol=1e-5)
+    assert loaded.class_names == model.class_names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FULL)
+def test_full_entry_builds_and_round_trips(name):
+    model = kerasmm.zoo.get(name)
+    data = shapes_for(model, kerasmm.zoo.entry(name).task, num_examples=2)
+    x, _ = next(iter(data.map(lambda x, y: model.preprocessor(x, y))))
+    testing.run_model_saving_test(model, x)
+
+
+def test_overrides_merge_into_the_entry():
+    model = kerasmm.zoo.get(
+        "tiny_weighted_sum_classifier", encoders={"image": {"output_dim": 16, "filters": [4]}}, learning_rate=0.5
+    )
+    assert model.backbone.encoder_layers["image"].filters == [4]
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.5)
+    image_only = kerasmm.zoo.get("tiny_weighted_sum_classifier", encoders={"text": None})
+    assert image_only.backbone.modalities == ["image"]
+
+
+def test_unknown_override_lists_the_settings():
+    with pytest.raises(ValueError, match=r"no setting 'epochs'.*learning_rate"):
+        kerasmm.zoo.get("tiny_weighted_sum_classifier", epochs=3)
+
+
+def test_model_takes_any_subset_of_its_modalities():
+    model = kerasmm.zoo.get("tiny_audio_visual_classifier")
+    full = kerasmm.data.shapes(num_examples=2, batch_size=2, with_audio=True)
+    x, _ = next(iter(full))
+    for subset in (["image"], ["audio"], ["text"], ["image", "audio"]):
+        probs = model.predict({k: x[k] for k in subset}, verbose=0)
+        assert probs.shape == (2, model.num_classes)
+        assert np.all(np.isfinite(probs))
