@@ -10,7 +10,7 @@ class Encoder(keras.layers.Layer):
     """Maps one modality to `{"sequence": [B,T,D], "pooled": [B,D], "sequence_mask": [B,T]}`.
 
     Subclasses set `modality` ("text", "image" or "audio"), `input_rank`
-    (including the batch axis) and `input_dtype` ("float" or "int"), and
+    (including the batch axis) and `input_kind` ("float" or "int"), and
     implement `call`. Inputs of the wrong rank or dtype are refused when the
     encoder is first called (at model-build time), with a message naming the
     encoder and the expected input, rather than failing inside the graph.
@@ -24,7 +24,7 @@ class Encoder(keras.layers.Layer):
 
     modality = None
     input_rank = None
-    input_dtype = "float"
+    input_kind = "float"
     input_description = ""
 
     def __init__(self, output_dim, **kwargs):
@@ -40,13 +40,13 @@ class Encoder(keras.layers.Layer):
     def _check_input(self, inputs):
         shape = getattr(inputs, "shape", None)
         dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", None) or "float32")
-        expected = f"{self.input_description} ({self.input_dtype} dtype, rank {self.input_rank})"
+        expected = f"{self.input_description} ({self.input_kind} dtype, rank {self.input_rank})"
         if shape is None or len(shape) != self.input_rank:
             raise ValueError(
                 f"{type(self).__name__} ({self.modality} encoder) expects {expected}, "
                 f"got an input of shape {shape}."
             )
-        if dtype not in _DTYPE_KINDS[self.input_dtype]:
+        if dtype not in _DTYPE_KINDS[self.input_kind]:
             raise ValueError(
                 f"{type(self).__name__} ({self.modality} encoder) expects {expected}, "
                 f"got dtype {dtype}."

@@ -96,7 +96,7 @@ class TextTransformerEncoder(Encoder):
 
     modality = "text"
     input_rank = 2
-    input_dtype = "int"
+    input_kind = "int"
     input_description = "int token ids [batch, tokens] with 0 as padding"
 
     def __init__(
@@ -269,7 +269,7 @@ class BertTextEncoder(Encoder):
 
     modality = "text"
     input_rank = 2
-    input_dtype = "int"
+    input_kind = "int"
     input_description = "int token ids [batch, tokens] with 0 as padding"
 
     _DEFAULTS = {"num_layers": 2, "num_heads": 4, "max_sequence_length": 512, "dropout": 0.1, "num_segments": 2}
@@ -401,8 +401,9 @@ class BagOfWordsEncoder(Encoder):
     """An embedding bag: token embeddings, pooled by a masked mean or sum.
 
     `sequence` holds the per-token embeddings (projected to `output_dim` by a
-    `Dense` layer when `embedding_dim` is given); `pooled` combines the real
-    (non-padding) tokens. An all-padding row pools to zeros.
+    `Dense` layer when `embedding_dim` is given), zero at padding positions;
+    `pooled` combines the real (non-padding) tokens. An all-padding row pools
+    to zeros.
 
     Args:
         vocabulary_size: int. Number of token ids (id 0 is padding).
@@ -422,7 +423,7 @@ class BagOfWordsEncoder(Encoder):
 
     modality = "text"
     input_rank = 2
-    input_dtype = "int"
+    input_kind = "int"
     input_description = "int token ids [batch, tokens] with 0 as padding"
 
     def __init__(self, vocabulary_size, output_dim, combiner="mean", embedding_dim=None, **kwargs):
@@ -457,10 +458,15 @@ class BagOfWordsEncoder(Encoder):
         x = self.embedding(inputs)
         if self.projection is not None:
             x = self.projection(x)
+        # Zero the padding positions. This also gives a new tensor without the
+        # Keras mask the embedding attached, which would otherwise reach later
+        # layers in eager/graph calls but not in symbolic ones (and make
+        # mask-less layers such as Flatten warn); `sequence_mask` carries it.
+        x = x * ops.cast(mask, x.dtype)[..., None]
         if self.combiner == "mean":
             pooled = masked_mean(x, mask)
         else:
-            pooled = ops.sum(x * ops.cast(mask, x.dtype)[..., None], axis=1)
+            pooled = ops.sum(x, axis=1)
         return {"sequence": x, "pooled": pooled, "sequence_mask": mask}
 
     def get_config(self):

@@ -93,7 +93,8 @@ class Fusion(keras.layers.Layer):
             if mask is None:
                 columns.append(ops.ones((batch,), dtype=self.compute_dtype))
             else:
-                columns.append(ops.reshape(ops.cast(mask, self.compute_dtype), (batch,)))
+                present = ops.reshape(ops.cast(mask, "float32"), (batch,)) > 0
+                columns.append(ops.cast(present, self.compute_dtype))
         present = ops.stack(columns, axis=1)
         if training and self.modality_dropout > 0.0:
             keep = keras.random.uniform(ops.shape(present), seed=self._seed_generator) >= self.modality_dropout
@@ -110,7 +111,8 @@ class Fusion(keras.layers.Layer):
 
     @staticmethod
     def check_same_width(cls_name, features):
-        widths = {m: x.shape[-1] for m, x in features.items()}
+        """`features` maps modality → tensor or shape."""
+        widths = {m: tuple(getattr(x, "shape", x))[-1] for m, x in features.items()}
         if len(set(widths.values())) > 1:
             raise ValueError(
                 f"{cls_name} combines modalities element-wise, so they need the same width, got "

@@ -73,10 +73,12 @@ class LowRankBilinearFusion(Fusion):
         product = ops.where(any_present, product, ops.zeros_like(product))
         product = self.dropout_layer(product, training=training)
         pooled = ops.sum(ops.reshape(product, (-1, self.output_dim, self.factor)), axis=-1)
-        # Signed square root; the epsilon keeps the gradient finite at 0.
+        # Signed square root and L2 normalisation in float32, where the
+        # epsilons (which keep values and gradients finite at 0) are representable.
+        pooled = ops.cast(pooled, "float32")
         pooled = ops.sign(pooled) * ops.sqrt(ops.abs(pooled) + 1e-12)
         norm = ops.sqrt(ops.maximum(ops.sum(ops.square(pooled), axis=-1, keepdims=True), 1e-12))
-        return pooled / norm, self.normalized(present)
+        return ops.cast(pooled / norm, self.compute_dtype), self.normalized(present)
 
     def get_config(self):
         config = super().get_config()

@@ -192,10 +192,15 @@ class CrossAttentionFusion(Fusion):
         return ops.expand_dims(x, 1) if len(x.shape) == 2 else x
 
     @staticmethod
-    def _valid_positions(x, padding):
+    def _valid_positions(x, padding, name):
         """`[B, T]` bool: True at real positions of the sequence `x`."""
         if padding is None:
             return ops.ones(ops.shape(x)[:2], dtype="bool")
+        if len(padding.shape) != 2 or (None not in (padding.shape[1], x.shape[1]) and padding.shape[1] != x.shape[1]):
+            raise ValueError(
+                f"CrossAttentionFusion: {name}_padding_mask must be [B, T] matching the {name!r} "
+                f"sequence of shape {tuple(x.shape)}, got shape {tuple(padding.shape)}."
+            )
         padding = ops.reshape(padding, ops.shape(x)[:2])
         if keras.backend.standardize_dtype(padding.dtype) == "bool":
             return padding
@@ -205,13 +210,13 @@ class CrossAttentionFusion(Fusion):
         _check_modalities(self, features)
         keep = present > 0  # [B, M], columns [query, *context]
         query = self._as_sequence(features[self.query])
-        query_valid = self._valid_positions(query, padding_masks.get(self.query))
+        query_valid = self._valid_positions(query, padding_masks.get(self.query), self.query)
         query = ops.where(keep[:, 0, None, None], query, ops.zeros_like(query))
 
         contexts, context_valid, segments = [], [], []
         for j, m in enumerate(self._context_list, start=1):
             c = self._as_sequence(features[m])
-            valid = ops.logical_and(self._valid_positions(c, padding_masks.get(m)), keep[:, j, None])
+            valid = ops.logical_and(self._valid_positions(c, padding_masks.get(m), m), keep[:, j, None])
             contexts.append(ops.where(valid[:, :, None], c, ops.zeros_like(c)))
             context_valid.append(valid)
             segments.append(ops.ones(ops.shape(c)[:2], dtype=present.dtype))
@@ -250,9 +255,7 @@ class CrossAttentionFusion(Fusion):
         )[:, None]
         context_shares = ops.stack(shares, axis=1) / float(self.num_layers)  # [B, C]
         total = ops.sum(context_shares, axis=1, keepdims=True)
-        context_shares = ops.where(
-            total > 0, context_shares / ops.maximum(total, 1e-12), ops.zeros_like(context_shares)
-        )
+        context_shares = context_shares / ops.where(total > 0, total, ops.ones_like(total))
         query_share = ops.where(has_context, ops.zeros_like(present[:, 0]), present[:, 0])
         return fused, ops.concatenate([query_share[:, None], context_shares], axis=1)
 

@@ -53,7 +53,7 @@ class ProductFusion(Fusion):
         self.projections = []
         if self.projection_dim is None:
             self.check_same_width(
-                type(self).__name__, {m: keras.KerasTensor(tuple(s)) for m, s in features.items()}
+                type(self).__name__, features
             )
         else:
             for m, shape in features.items():

@@ -60,7 +60,7 @@ class WeightedSumFusion(Fusion):
         self.projections = []
         if self.projection_dim is None:
             self.check_same_width(
-                type(self).__name__, {m: keras.KerasTensor(tuple(s)) for m, s in features.items()}
+                type(self).__name__, features
             )
         else:
             for m, shape in features.items():
@@ -101,4 +101,5 @@ def _masked_softmax(logits, keep, axis=-1):
     masked = ops.where(keep, logits, ops.cast(very_negative, logits.dtype))
     masked = masked - ops.stop_gradient(ops.max(masked, axis=axis, keepdims=True))
     exp = ops.exp(masked) * ops.cast(keep, logits.dtype)
-    return exp / ops.maximum(ops.sum(exp, axis=axis, keepdims=True), 1e-12)
+    total = ops.sum(exp, axis=axis, keepdims=True)  # >= 1 wherever something is kept
+    return exp / ops.where(total > 0, total, ops.ones_like(total))

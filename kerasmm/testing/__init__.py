@@ -27,12 +27,13 @@ def _as_numpy(x):
 
 
 def _symbolic_inputs(input_data):
-    return tree.map_structure(
-        lambda a: keras.Input(shape=np.shape(a)[1:], dtype=keras.backend.standardize_dtype(np.asarray(a).dtype)
-                              if not hasattr(a, "dtype") or isinstance(a, np.ndarray)
-                              else keras.backend.standardize_dtype(a.dtype)),
-        input_data,
-    )
+    def symbolic(array, name=None):
+        dtype = keras.backend.standardize_dtype(getattr(array, "dtype", None) or np.asarray(array).dtype)
+        return keras.Input(shape=np.shape(array)[1:], dtype=dtype, name=name)
+
+    if isinstance(input_data, dict):
+        return {key: symbolic(value, name=key) for key, value in input_data.items()}
+    return tree.map_structure(symbolic, input_data)
 
 
 def _scalar_head(outputs):
@@ -86,7 +87,7 @@ def run_layer_test(
     # Symbolic call.
     inputs = _symbolic_inputs(input_data)
     symbolic = layer(inputs, **call_kwargs)
-    symbolic_shapes = tree.map_structure(lambda t: tuple(t.shape), symbolic)
+    symbolic_shapes = [tuple(t.shape) for t in tree.flatten(symbolic)]
     if expected_output_shape is not None:
         assert_shapes_equal(symbolic_shapes, expected_output_shape)
 
@@ -94,9 +95,8 @@ def run_layer_test(
     eager_layer = layer_cls(**init_kwargs)
     eager = _as_numpy(eager_layer(input_data, **call_kwargs))
     batch = np.shape(tree.flatten(input_data)[0])[0]
-    tree.map_structure(
-        lambda s, e: _check_eager_shape(s, e.shape, batch), symbolic_shapes, eager
-    )
+    eager_shapes = [np.shape(e) for e in tree.flatten(eager)]
+    assert_shapes_equal(eager_shapes, [tuple(batch if d is None else d for d in s) for s in symbolic_shapes])
 
     if expected_num_trainable_weights is not None:
         got = len(layer.trainable_weights)
@@ -121,15 +121,18 @@ def run_layer_test(
     return eager
 
 
-def _check_eager_shape(symbolic_shape, eager_shape, batch):
-    expected = tuple(batch if i == 0 and d is None else d for i, d in enumerate(symbolic_shape))
-    assert_shapes_equal(tuple(eager_shape), expected)
+def _flatten_shapes(shapes):
+    """Shape tuples in `tree.flatten` order (dicts by sorted key), shapes as leaves."""
+    if isinstance(shapes, dict):
+        return [s for key in sorted(shapes) for s in _flatten_shapes(shapes[key])]
+    if isinstance(shapes, (list, tuple)) and not all(d is None or isinstance(d, int) for d in shapes):
+        return [s for item in shapes for s in _flatten_shapes(item)]
+    return [tuple(shapes)]
 
 
 def assert_shapes_equal(got, expected):
     """Compare (structures of) shapes, `None` in `expected` matching anything."""
-    flat_got = tree.flatten(tree.map_shape_structure(lambda s: tuple(s), got))
-    flat_expected = tree.flatten(tree.map_shape_structure(lambda s: tuple(s), expected))
+    flat_got, flat_expected = _flatten_shapes(got), _flatten_shapes(expected)
     assert len(flat_got) == len(flat_expected), f"shapes {got} vs expected {expected}"
     for g, e in zip(flat_got, flat_expected):
         assert len(g) == len(e) and all(b is None or a == b for a, b in zip(g, e)), (
