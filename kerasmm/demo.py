@@ -22,10 +22,10 @@ MODEL = "weighted_sum_classifier"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kerasmm.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=4000, help="training examples (default 4000)")
+    parser.add_argument("--examples", type=int, default=3000, help="training examples (default 3000)")
     parser.add_argument("--test-examples", type=int, default=1000, help="held-out examples (default 1000)")
-    parser.add_argument("--epochs", type=int, default=4, help="training epochs per model (default 4)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per model (default 8)")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -73,7 +73,7 @@ def main(argv=None):
     _, image_acc = train_and_evaluate("image only", {"encoders": {"text": None}}, train, test, args.epochs, verbose)
     _, text_acc = train_and_evaluate("text only", {"encoders": {"image": None}}, train, test, args.epochs, verbose)
 
-    weights = fused.backbone.fusion.modality_weights() if hasattr(fused.backbone.fusion, "modality_weights") else None
+    weights = fused.backbone.fusion.modality_weights()
     path = os.path.join(args.out, f"{MODEL}.keras")
     loaded_type, max_diff = check_keras_round_trip(fused, test, path)
 
@@ -81,8 +81,7 @@ def main(argv=None):
     print(f"  image + text (weighted sum): {fused_acc:.3f}")
     print(f"  image only:                  {image_acc:.3f}")
     print(f"  text only:                   {text_acc:.3f}")
-    if weights:
-        print("  learned fusion weights:      " + ", ".join(f"{m}={w:.2f}" for m, w in weights.items()))
+    print("  learned fusion weights:      " + ", ".join(f"{m}={w:.2f}" for m, w in weights.items()))
     print(f"Saved {path}; reloaded with safe_mode=True as {loaded_type}; max output difference {max_diff:.2e}")
     ok = fused_acc > max(image_acc, text_acc) and max_diff <= 1e-5
     print("OK: the fused model beats both single-modality baselines." if ok else "FAILED: see above.")

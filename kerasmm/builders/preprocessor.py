@@ -83,6 +83,9 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
                 sequence_length=sequence_length, pad_value=0, return_padding_mask=False
             )
 
+    def build(self, input_shape):
+        self.built = True  # the tokenizer and image converter need no weights
+
     def call(self, x, y=None, sample_weight=None):
         if not isinstance(x, dict):
             raise ValueError(

@@ -16,6 +16,7 @@ out["sequence"].shape  # (2, 64, 16)
 ```
 """
 
+import math
 import os
 
 import keras
@@ -40,7 +41,10 @@ def _check_dropout(owner, value):
     return float(value)
 
 
-def _grid_outputs(grid):
+POOLINGS = ("avg", "max")
+
+
+def _grid_outputs(grid, pooling="avg"):
     """`{"sequence", "pooled", "sequence_mask"}` from a `[B, h, w, D]` feature grid."""
     _, height, width, channels = grid.shape
     if height is not None and width is not None:
@@ -49,7 +53,7 @@ def _grid_outputs(grid):
         sequence = ops.reshape(grid, (ops.shape(grid)[0], -1, channels))
     return {
         "sequence": sequence,
-        "pooled": ops.mean(sequence, axis=1),
+        "pooled": ops.max(sequence, axis=1) if pooling == "max" else ops.mean(sequence, axis=1),
         "sequence_mask": ops.ones_like(sequence[:, :, 0], dtype="bool"),
     }
 
@@ -57,7 +61,7 @@ def _grid_outputs(grid):
 class _ImageEncoder(Encoder):
     modality = "image"
     input_rank = 4
-    input_dtype = "float"
+    input_kind = "float"
     input_description = _IMAGE_DESCRIPTION
 
     def _check_channels(self, input_shape):
@@ -74,8 +78,12 @@ class CNNImageEncoder(_ImageEncoder):
 
     Scales the `[0, 1]` images to `[-1, 1]`, then for each entry of `filters`
     runs a stage of two 3x3 convolutions (the first with stride 2), each
-    followed by batch normalisation and ReLU, then an optional dropout and a
-    1x1 convolution to `output_dim`. An `H x W` image gives a grid of
+    followed by group normalisation and ReLU, then an optional dropout and a
+    1x1 convolution to `output_dim`. Group rather than batch normalisation:
+    on images that are mostly flat background (like the shapes data), batch
+    statistics differ so much between batches that the moving averages used at
+    inference broke held-out accuracy (0.99 train, 0.27 held out in a
+    side-by-side run), and group norm does not depend on the batch at all. An `H x W` image gives a grid of
     `ceil(H / 2**n) x ceil(W / 2**n)` positions (`n = len(filters)`); any
     image size works, including a dynamic one (`keras.Input((None, None, 3))`).
 
@@ -84,6 +92,8 @@ class CNNImageEncoder(_ImageEncoder):
         filters: list of ints. Channels of each stride-2 stage.
             Defaults to `[32, 64, 128]`.
         dropout: float. Dropout rate before the final 1x1 projection.
+        pooling: "max" (default) or "avg": how `pooled` summarises the grid.
+            Max pooling keeps small objects from being averaged away.
 
     Example:
     ```python
@@ -95,9 +105,12 @@ class CNNImageEncoder(_ImageEncoder):
     ```
     """
 
-    def __init__(self, output_dim, filters=(32, 64, 128), dropout=0.0, **kwargs):
+    def __init__(self, output_dim, filters=(32, 64, 128), dropout=0.0, pooling="max", **kwargs):
         super().__init__(output_dim=output_dim, **kwargs)
         name = type(self).__name__
+        if pooling not in POOLINGS:
+            raise ValueError(f"{name}: pooling must be one of {POOLINGS}, got {pooling!r}.")
+        self.pooling = pooling
         if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
             raise ValueError(f"{name}: filters must be a list of positive ints, got {filters!r}.")
         filters = list(filters)
@@ -116,8 +129,8 @@ class CNNImageEncoder(_ImageEncoder):
                     width, 3, strides=stride, padding="same", use_bias=False,
                     dtype=self.dtype_policy, name=f"stage{stage}_conv{index}",
                 ))
-                self.norms.append(keras.layers.BatchNormalization(
-                    dtype=self.dtype_policy, name=f"stage{stage}_bn{index}",
+                self.norms.append(keras.layers.GroupNormalization(
+                    groups=math.gcd(width, 8), dtype=self.dtype_policy, name=f"stage{stage}_norm{index}",
                 ))
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
         self.projection = keras.layers.Conv2D(
@@ -139,11 +152,11 @@ class CNNImageEncoder(_ImageEncoder):
         for conv, norm in zip(self.convs, self.norms):
             x = ops.relu(norm(conv(x), training=training))
         x = self.dropout_layer(x, training=training)
-        return _grid_outputs(self.projection(x))
+        return _grid_outputs(self.projection(x), self.pooling)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": list(self.filters), "dropout": self.dropout})
+        config.update({"filters": list(self.filters), "dropout": self.dropout, "pooling": self.pooling})
         return config
 
 
@@ -314,19 +327,33 @@ class _ApplicationImageEncoder(_ImageEncoder):
         # Random initialisation only; weights come from a local file, if any.
         backbone = getattr(keras.applications, variant)(include_top=False, weights=None)
         if weights_path is not None:
-            backbone.load_weights(weights_path)
-        backbone.trainable = trainable_backbone
+            try:
+                backbone.load_weights(weights_path)
+            except (ValueError, KeyError) as err:
+                raise ValueError(
+                    f"{name}: could not load {weights_path!r} into keras.applications.{variant}"
+                    f"(include_top=False): {err}"
+                ) from err
         backbone_dim = backbone.output.shape[-1]
 
         super().__init__(output_dim=backbone_dim if output_dim is None else output_dim, **kwargs)
         self.variant = variant
         self.weights_path = weights_path
-        self.trainable_backbone = trainable_backbone
         self.backbone_dim = backbone_dim
         self.backbone = backbone
+        self.trainable_backbone = trainable_backbone
         self.projection = None
         if self.output_dim != backbone_dim:
             self.projection = keras.layers.Dense(self.output_dim, dtype=self.dtype_policy, name="projection")
+
+    @property
+    def trainable_backbone(self):
+        """Whether the backbone trains; settable, e.g. to unfreeze it for fine-tuning."""
+        return self.backbone.trainable
+
+    @trainable_backbone.setter
+    def trainable_backbone(self, value):
+        self.backbone.trainable = bool(value)
 
     def _check_weights_path(self, weights_path):
         name = type(self).__name__
@@ -392,7 +419,8 @@ class ResNetImageEncoder(_ApplicationImageEncoder):
             a saved `.keras` model carries the weights itself.
         trainable_backbone: bool. False freezes the backbone (its batch
             normalisation then always runs in inference mode); the
-            projection stays trainable.
+            projection stays trainable. Also an attribute you can set later,
+            e.g. to unfreeze the backbone for fine-tuning.
 
     Example:
     ```python
@@ -455,7 +483,8 @@ class EfficientNetImageEncoder(_ApplicationImageEncoder):
             carries the weights itself.
         trainable_backbone: bool. False freezes the backbone (its batch
             normalisation then always runs in inference mode); the
-            projection stays trainable.
+            projection stays trainable. Also an attribute you can set later,
+            e.g. to unfreeze the backbone for fine-tuning.
 
     Example:
     ```python

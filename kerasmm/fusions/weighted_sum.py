@@ -86,6 +86,11 @@ class WeightedSumFusion(Fusion):
             fused = term if fused is None else fused + term
         return fused, alpha
 
+    def modality_weights(self):
+        """The learned α per modality when every modality is present, as floats."""
+        alpha = ops.convert_to_numpy(ops.softmax(ops.cast(self.modality_logits, "float32")))
+        return {m: float(a) for m, a in zip(self._fused_modalities, alpha)}
+
     def get_config(self):
         config = super().get_config()
         config.update({"projection_dim": self.projection_dim})

@@ -461,3 +461,12 @@ def test_get_config_round_trip():
     assert clone.modalities == ["text", "image", "audio"]
     config = LowRankBilinearFusion(output_dim=4, factor=2, dropout=0.1).get_config()
     assert {"output_dim": 4, "factor": 2, "dropout": 0.1}.items() <= config.items()
+
+
+def test_weighted_sum_reports_its_learned_weights():
+    fusion = WeightedSumFusion()
+    fusion({"image": np.ones((2, 4), "float32"), "text": np.ones((2, 4), "float32")})
+    fusion.modality_logits.assign(np.log(np.array([1.0, 3.0], "float32")))
+    weights = fusion.modality_weights()
+    assert list(weights) == ["image", "text"]
+    np.testing.assert_allclose([weights["image"], weights["text"]], [0.25, 0.75], rtol=1e-6)
