@@ -52,7 +52,24 @@ def test_cnn_layer():
         expected_num_trainable_weights=14,
     )
     assert out["sequence_mask"].dtype == bool and out["sequence_mask"].all()
-    np.testing.assert_allclose(out["pooled"], out["sequence"].mean(axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["pooled"], out["sequence"].max(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_average_pooling_and_bad_pooling():
+    encoder = CNNImageEncoder(output_dim=8, filters=[8], pooling="avg")
+    out = encoder(_images(16, 16))
+    np.testing.assert_allclose(out["pooled"], np.mean(out["sequence"], axis=1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"pooling must be one of \('avg', 'max'\)"):
+        CNNImageEncoder(output_dim=8, pooling="sum")
+
+
+def test_cnn_outputs_do_not_depend_on_the_rest_of_the_batch():
+    # Group norm, not batch norm: an example's features are its own.
+    encoder = CNNImageEncoder(output_dim=8, filters=[8])
+    images = _images(16, 16)
+    together = keras.ops.convert_to_numpy(encoder(images, training=True)["pooled"])
+    alone = keras.ops.convert_to_numpy(encoder(images[:1], training=True)["pooled"])
+    np.testing.assert_allclose(alone, together[:1], rtol=1e-5, atol=1e-5)
 
 
 def test_cnn_defaults_and_dynamic_image_size():
