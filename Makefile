@@ -26,7 +26,7 @@ test-fast: install
 	$(PY) -m pytest tests -q -m "not slow and not integration"
 
 bench: install
-	@for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in $(wildcard benchmarks/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

@@ -9,17 +9,9 @@ import tensorflow as tf
 from keras import ops
 
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder
+from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
 
 BACKENDS = ("conv", "transformer")
-
-
-def _positive_int(owner, name, value, allow_none=False):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
-    return value
 
 
 def _number(owner, name, value):
@@ -107,15 +99,15 @@ class LogMelAudioEncoder(Encoder):
         owner = type(self).__name__
         if backend not in BACKENDS:
             raise ValueError(f"{owner}: backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}.")
-        _positive_int(owner, "sample_rate", sample_rate)
-        _positive_int(owner, "frame_length", frame_length)
-        _positive_int(owner, "frame_step", frame_step)
-        _positive_int(owner, "fft_length", fft_length)
+        check_positive_int(owner, "sample_rate", sample_rate)
+        check_positive_int(owner, "frame_length", frame_length)
+        check_positive_int(owner, "frame_step", frame_step)
+        check_positive_int(owner, "fft_length", fft_length)
         if fft_length < frame_length:
             raise ValueError(f"{owner}: fft_length ({fft_length}) must be >= frame_length ({frame_length}).")
-        _positive_int(owner, "num_mel_bins", num_mel_bins)
-        _positive_int(owner, "num_layers", num_layers)
-        _positive_int(owner, "max_frames", max_frames, allow_none=True)
+        check_positive_int(owner, "num_mel_bins", num_mel_bins)
+        check_positive_int(owner, "num_layers", num_layers)
+        check_positive_int(owner, "max_frames", max_frames, allow_none=True)
         nyquist = sample_rate / 2.0
         lower = _number(owner, "lower_edge_hertz", lower_edge_hertz)
         upper = nyquist if upper_edge_hertz is None else _number(owner, "upper_edge_hertz", upper_edge_hertz)
@@ -129,7 +121,7 @@ class LogMelAudioEncoder(Encoder):
                 f"{owner}: need 0 <= lower_edge_hertz < upper_edge_hertz; got {lower} and {upper}."
             )
         if backend == "transformer":
-            _positive_int(owner, "num_heads", num_heads)
+            check_positive_int(owner, "num_heads", num_heads)
             if output_dim % num_heads:
                 raise ValueError(f"{owner}: output_dim ({output_dim}) must be divisible by num_heads ({num_heads}).")
             if max_frames is None:
@@ -137,8 +129,7 @@ class LogMelAudioEncoder(Encoder):
                     f"{owner}: backend='transformer' needs max_frames (its position table size); "
                     f"S samples give 1 + (S - {frame_length}) // {frame_step} frames."
                 )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{owner}: dropout must be a float in [0, 1), got {dropout!r}.")
+        check_dropout(owner, dropout)
         if _number(owner, "log_epsilon", log_epsilon) <= 0:
             raise ValueError(f"{owner}: log_epsilon must be > 0, got {log_epsilon!r}.")
 

@@ -24,21 +24,9 @@ from keras import ops
 from keras_hub.layers import PositionEmbedding, TransformerEncoder
 
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder
+from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
 
 _IMAGE_DESCRIPTION = "float images [batch, height, width, 3] with values in [0, 1]"
-
-
-def _positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
-    return value
-
-
-def _check_dropout(owner, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: dropout must be a float in [0, 1), got {value!r}.")
-    return float(value)
 
 
 POOLINGS = ("avg", "max")
@@ -117,9 +105,9 @@ class CNNImageEncoder(_ImageEncoder):
         if not filters:
             raise ValueError(f"{name}: filters must name at least one stage, got {filters!r}.")
         for f in filters:
-            _positive_int(name, "each entry of filters", f)
+            check_positive_int(name, "each entry of filters", f)
         self.filters = filters
-        self.dropout = _check_dropout(name, dropout)
+        self.dropout = check_dropout(name, dropout)
 
         self.convs = []
         self.norms = []
@@ -209,30 +197,30 @@ class ViTImageEncoder(_ImageEncoder):
         if isinstance(image_size, (list, tuple)):
             if len(image_size) != 2:
                 raise ValueError(f"{name}: image_size must be an int or (height, width), got {image_size!r}.")
-            height, width = (_positive_int(name, "image_size", s) for s in image_size)
+            height, width = (check_positive_int(name, "image_size", s) for s in image_size)
             image_size = (height, width)
         else:
-            height = width = _positive_int(name, "image_size", image_size)
-        _positive_int(name, "patch_size", patch_size)
+            height = width = check_positive_int(name, "image_size", image_size)
+        check_positive_int(name, "patch_size", patch_size)
         if height % patch_size or width % patch_size:
             raise ValueError(
                 f"{name}: image_size {height}x{width} is not divisible by patch_size={patch_size}; "
                 f"choose a patch_size that divides both sides (or resize the images)."
             )
-        _positive_int(name, "num_layers", num_layers)
-        _positive_int(name, "num_heads", num_heads)
+        check_positive_int(name, "num_layers", num_layers)
+        check_positive_int(name, "num_heads", num_heads)
         if output_dim % num_heads:
             raise ValueError(
                 f"{name}: output_dim={output_dim} must be divisible by num_heads={num_heads}."
             )
         if intermediate_dim is not None:
-            _positive_int(name, "intermediate_dim", intermediate_dim)
+            check_positive_int(name, "intermediate_dim", intermediate_dim)
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
-        self.dropout = _check_dropout(name, dropout)
+        self.dropout = check_dropout(name, dropout)
         self._grid = (height // patch_size, width // patch_size)
 
         self.patch_embedding = keras.layers.Conv2D(
@@ -318,7 +306,7 @@ class _ApplicationImageEncoder(_ImageEncoder):
                 f"{name}: unknown {self._family} variant {variant!r}. Valid variants: {', '.join(self._variants)}."
             )
         if output_dim is not None:
-            _positive_int(name, "output_dim", output_dim)
+            check_positive_int(name, "output_dim", output_dim)
         if weights_path is not None:
             weights_path = self._check_weights_path(weights_path)
         if not isinstance(trainable_backbone, bool):

@@ -11,25 +11,13 @@ import keras_hub
 from keras import ops
 
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder
+from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
 
 _COMBINERS = ("mean", "sum")
 
 
-def _positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
-    return value
-
-
-def _check_dropout(owner, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: dropout must be a float in [0, 1), got {value!r}.")
-    return float(value)
-
-
 def _check_heads(owner, num_heads, width, width_name="output_dim"):
-    _positive_int(owner, "num_heads", num_heads)
+    check_positive_int(owner, "num_heads", num_heads)
     if width % num_heads:
         raise ValueError(
             f"{owner}: {width_name} ({width}) must be divisible by num_heads ({num_heads})."
@@ -112,18 +100,18 @@ class TextTransformerEncoder(Encoder):
     ):
         super().__init__(output_dim=output_dim, **kwargs)
         owner = type(self).__name__
-        _positive_int(owner, "vocabulary_size", vocabulary_size)
-        _positive_int(owner, "sequence_length", sequence_length)
-        _positive_int(owner, "num_layers", num_layers)
+        check_positive_int(owner, "vocabulary_size", vocabulary_size)
+        check_positive_int(owner, "sequence_length", sequence_length)
+        check_positive_int(owner, "num_layers", num_layers)
         _check_heads(owner, num_heads, output_dim)
         if intermediate_dim is not None:
-            _positive_int(owner, "intermediate_dim", intermediate_dim)
+            check_positive_int(owner, "intermediate_dim", intermediate_dim)
         self.vocabulary_size = vocabulary_size
         self.sequence_length = sequence_length
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
-        self.dropout = _check_dropout(owner, dropout)
+        self.dropout = check_dropout(owner, dropout)
 
         self.embedding = keras_hub.layers.TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size,
@@ -331,15 +319,15 @@ class BertTextEncoder(Encoder):
             for key, default in self._DEFAULTS.items():
                 if arch[key] is None:
                     arch[key] = default
-            _positive_int(owner, "vocabulary_size", arch["vocabulary_size"])
-            _positive_int(owner, "num_layers", arch["num_layers"])
+            check_positive_int(owner, "vocabulary_size", arch["vocabulary_size"])
+            check_positive_int(owner, "num_layers", arch["num_layers"])
             _check_heads(owner, arch["num_heads"], width)
-            _positive_int(owner, "max_sequence_length", arch["max_sequence_length"])
-            _positive_int(owner, "num_segments", arch["num_segments"])
+            check_positive_int(owner, "max_sequence_length", arch["max_sequence_length"])
+            check_positive_int(owner, "num_segments", arch["num_segments"])
             if arch["intermediate_dim"] is None:
                 arch["intermediate_dim"] = 4 * width
-            _positive_int(owner, "intermediate_dim", arch["intermediate_dim"])
-            arch["dropout"] = _check_dropout(owner, arch["dropout"])
+            check_positive_int(owner, "intermediate_dim", arch["intermediate_dim"])
+            arch["dropout"] = check_dropout(owner, arch["dropout"])
             backbone = keras_hub.models.BertBackbone(**arch, dtype=self.dtype_policy, name="bert_backbone")
 
         backbone.trainable = trainable_backbone
@@ -429,11 +417,11 @@ class BagOfWordsEncoder(Encoder):
     def __init__(self, vocabulary_size, output_dim, combiner="mean", embedding_dim=None, **kwargs):
         super().__init__(output_dim=output_dim, **kwargs)
         owner = type(self).__name__
-        _positive_int(owner, "vocabulary_size", vocabulary_size)
+        check_positive_int(owner, "vocabulary_size", vocabulary_size)
         if combiner not in _COMBINERS:
             raise ValueError(f"{owner}: combiner must be one of {', '.join(map(repr, _COMBINERS))}; got {combiner!r}.")
         if embedding_dim is not None:
-            _positive_int(owner, "embedding_dim", embedding_dim)
+            check_positive_int(owner, "embedding_dim", embedding_dim)
         self.vocabulary_size = vocabulary_size
         self.combiner = combiner
         self.embedding_dim = embedding_dim

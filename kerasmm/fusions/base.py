@@ -123,6 +123,12 @@ class Fusion(keras.layers.Layer):
 
     def call(self, inputs, training=None, return_weights=False):
         features, masks, padding = self.split_inputs(inputs)
+        built_for = getattr(self, "_fused_modalities", None)
+        if built_for is not None and list(features) != built_for:
+            raise ValueError(
+                f"{type(self).__name__} was built for modalities {built_for} but was called with "
+                f"{list(features)}; call it on the same modalities every time."
+            )
         present = self.presence(features, masks, training=training)
         fused, weights = self.fuse(features, present, padding, training=training)
         if return_weights:
@@ -138,4 +144,51 @@ class Fusion(keras.layers.Layer):
         config.update(
             {"modalities": self.modalities, "modality_dropout": self.modality_dropout, "seed": self.seed}
         )
+        return config
+
+
+class ProjectedFusion(Fusion):
+    """A fusion whose inputs may first pass a per-modality `Dense(projection_dim)`.
+
+    Subclasses that combine features element-wise set `same_width = True`:
+    without a projection their modalities must then share one width.
+
+    Args:
+        projection_dim: optional positive int, the width of the projections.
+    """
+
+    same_width = False
+
+    def __init__(self, projection_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        if projection_dim is not None and (
+            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: projection_dim must be None or a positive int, got {projection_dim!r}."
+            )
+        self.projection_dim = projection_dim
+
+    def build(self, input_shape):
+        features, _, _ = self.split_inputs(input_shape)
+        self._fused_modalities = list(features)
+        self.projections = []
+        if self.projection_dim is None:
+            if self.same_width:
+                self.check_same_width(type(self).__name__, features)
+            return
+        for m, shape in features.items():
+            dense = keras.layers.Dense(self.projection_dim, name=f"{m}_projection", dtype=self.dtype_policy)
+            dense.build(tuple(shape))
+            self.projections.append(dense)
+
+    def projected(self, features):
+        """The features as a list in modality order, projected when `projection_dim` is set."""
+        if not self.projections:
+            return list(features.values())
+        return [projection(x) for projection, x in zip(self.projections, features.values())]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"projection_dim": self.projection_dim})
         return config

@@ -5,7 +5,6 @@ from keras import ops
 
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
-from kerasmm.fusions.concat import _check_modalities
 
 
 @register("low_rank_bilinear")
@@ -63,7 +62,6 @@ class LowRankBilinearFusion(Fusion):
         self.dropout_layer = keras.layers.Dropout(self.dropout, seed=self.seed, dtype=self.dtype_policy)
 
     def fuse(self, features, present, padding_masks, training=None):
-        _check_modalities(self, features)
         product = None
         for i, x in enumerate(features.values()):
             z = self.projections[i](x)

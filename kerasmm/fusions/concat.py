@@ -1,14 +1,13 @@
 """Concatenation fusion."""
 
-import keras
 from keras import ops
 
 from kerasmm.fusions import register
-from kerasmm.fusions.base import Fusion
+from kerasmm.fusions.base import ProjectedFusion
 
 
 @register("concat")
-class ConcatFusion(Fusion):
+class ConcatFusion(ProjectedFusion):
     """Concatenates the pooled features of the present modalities.
 
     Absent modalities (mask 0) contribute zeros in their slot, so the output
@@ -37,50 +36,10 @@ class ConcatFusion(Fusion):
     ```
     """
 
-    def __init__(self, projection_dim=None, **kwargs):
-        super().__init__(**kwargs)
-        if projection_dim is not None and (
-            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0
-        ):
-            raise ValueError(
-                f"ConcatFusion: projection_dim must be None or a positive int, got {projection_dim!r}."
-            )
-        self.projection_dim = projection_dim
-
-    def build(self, input_shape):
-        features, _, _ = self.split_inputs(input_shape)
-        self._fused_modalities = list(features)
-        self.projections = []
-        if self.projection_dim is not None:
-            for m, shape in features.items():
-                dense = keras.layers.Dense(
-                    self.projection_dim, name=f"{m}_projection", dtype=self.dtype_policy
-                )
-                dense.build(tuple(shape))
-                self.projections.append(dense)
-
     def fuse(self, features, present, padding_masks, training=None):
-        _check_modalities(self, features)
-        parts = []
-        for i, x in enumerate(features.values()):
-            if self.projections:
-                x = self.projections[i](x)
-            keep = present[:, i : i + 1] > 0
-            parts.append(ops.where(keep, x, ops.zeros_like(x)))
+        parts = [
+            ops.where(present[:, i : i + 1] > 0, x, ops.zeros_like(x))
+            for i, x in enumerate(self.projected(features))
+        ]
         fused = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
         return fused, self.normalized(present)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"projection_dim": self.projection_dim})
-        return config
-
-
-def _check_modalities(layer, features):
-    """Refuse a call whose modalities differ from those the layer was built for."""
-    built = getattr(layer, "_fused_modalities", None)
-    if built is not None and list(features) != built:
-        raise ValueError(
-            f"{type(layer).__name__} was built for modalities {built} but was called with "
-            f"{list(features)}; call it on the same modalities every time."
-        )

@@ -5,7 +5,6 @@ from keras import ops
 
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
-from kerasmm.fusions.concat import _check_modalities
 
 
 def _is_positive_int(value):
@@ -207,7 +206,6 @@ class CrossAttentionFusion(Fusion):
         return ops.not_equal(padding, ops.zeros_like(padding))
 
     def fuse(self, features, present, padding_masks, training=None):
-        _check_modalities(self, features)
         keep = present > 0  # [B, M], columns [query, *context]
         query = self._as_sequence(features[self.query])
         query_valid = self._valid_positions(query, padding_masks.get(self.query), self.query)

@@ -5,7 +5,6 @@ from keras import ops
 
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
-from kerasmm.fusions.concat import _check_modalities
 from kerasmm.fusions.weighted_sum import _masked_softmax
 
 
@@ -63,7 +62,6 @@ class GatedFusion(Fusion):
         self.gate.build((None, total_width))
 
     def fuse(self, features, present, padding_masks, training=None):
-        _check_modalities(self, features)
         num = len(features)
         keep = present > 0  # [B, M]
         inputs, hidden = [], []

@@ -4,12 +4,11 @@ import keras
 from keras import ops
 
 from kerasmm.fusions import register
-from kerasmm.fusions.base import Fusion
-from kerasmm.fusions.concat import _check_modalities
+from kerasmm.fusions.base import ProjectedFusion
 
 
 @register("weighted_sum")
-class WeightedSumFusion(Fusion):
+class WeightedSumFusion(ProjectedFusion):
     """A learned convex combination of the modalities: `sum_m alpha_m * x_m`.
 
     Generalises `X = alpha * X_image + beta * X_text` to N modalities. Each
@@ -44,43 +43,19 @@ class WeightedSumFusion(Fusion):
     ```
     """
 
-    def __init__(self, projection_dim=None, **kwargs):
-        super().__init__(**kwargs)
-        if projection_dim is not None and (
-            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0
-        ):
-            raise ValueError(
-                f"WeightedSumFusion: projection_dim must be None or a positive int, got {projection_dim!r}."
-            )
-        self.projection_dim = projection_dim
+    same_width = True
 
     def build(self, input_shape):
-        features, _, _ = self.split_inputs(input_shape)
-        self._fused_modalities = list(features)
-        self.projections = []
-        if self.projection_dim is None:
-            self.check_same_width(
-                type(self).__name__, features
-            )
-        else:
-            for m, shape in features.items():
-                dense = keras.layers.Dense(
-                    self.projection_dim, name=f"{m}_projection", dtype=self.dtype_policy
-                )
-                dense.build(tuple(shape))
-                self.projections.append(dense)
+        super().build(input_shape)
         self.modality_logits = self.add_weight(
-            shape=(len(features),), initializer="zeros", name="modality_logits"
+            shape=(len(self._fused_modalities),), initializer="zeros", name="modality_logits"
         )
 
     def fuse(self, features, present, padding_masks, training=None):
-        _check_modalities(self, features)
         logits = ops.cast(self.modality_logits, present.dtype)[None, :]
         alpha = _masked_softmax(logits, present > 0)
         fused = None
-        for i, x in enumerate(features.values()):
-            if self.projections:
-                x = self.projections[i](x)
+        for i, x in enumerate(self.projected(features)):
             keep = present[:, i : i + 1] > 0
             term = ops.where(keep, x, ops.zeros_like(x)) * ops.cast(alpha[:, i : i + 1], x.dtype)
             fused = term if fused is None else fused + term
@@ -90,11 +65,6 @@ class WeightedSumFusion(Fusion):
         """The learned α per modality when every modality is present, as floats."""
         alpha = ops.convert_to_numpy(ops.softmax(ops.cast(self.modality_logits, "float32")))
         return {m: float(a) for m, a in zip(self._fused_modalities, alpha)}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"projection_dim": self.projection_dim})
-        return config
 
 
 def _masked_softmax(logits, keep, axis=-1):
