@@ -28,3 +28,4 @@ from kerasmm.data.shapes_data import (  # noqa: F401
     shapes_arrays,
     shapes_vocabulary,
 )
+from kerasmm.data import image_ops  # noqa: E402,F401
