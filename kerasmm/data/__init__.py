@@ -1,4 +1,8 @@
-"""Datasets for kerasmm; `shapes` is the embedded default (no downloads).
+"""Datasets for kerasmm: readers for the formats users have, and `shapes`, the embedded default.
+
+Every reader returns a batched `tf.data.Dataset` of `(features, targets)`
+that the matching zoo model takes as it is, and follows the bad-record
+policy of `kerasmm.data.errors` (`on_error="raise"` or `"skip"`).
 
 Example:
 ```python
@@ -29,3 +33,7 @@ from kerasmm.data.shapes_data import (  # noqa: F401
     shapes_vocabulary,
 )
 from kerasmm.data import image_ops  # noqa: E402,F401
+from kerasmm.data.coco import from_coco  # noqa: E402,F401
+from kerasmm.data.errors import BadRecordError, SkippedRecords  # noqa: E402,F401
+from kerasmm.data.folder import from_folder  # noqa: E402,F401
+from kerasmm.data.manifest import from_manifest  # noqa: E402,F401

@@ -1,0 +1,140 @@
+"""The tf.data pipeline every file reader shares: records → decoded, batched `(features, targets)`.
+
+A reader lists its records in Python (checking each, under the bad-record
+policy), as columns: `"image"` / `"audio"` file paths, `"text"` strings or
+`"captions"` (a list per record, one sampled per epoch), `"label"` ints.
+`build` turns the columns into a dataset: shard per worker, shuffle, read and
+decode in parallel (images to uint8 RGB of one size, audio to mono float at
+one rate and length), optional cache, training-only augmentation, batch,
+prefetch. Only TensorFlow ops run inside it (no `py_function`), so its
+iterator can be saved in a `tf.train.Checkpoint`.
+
+Example:
+```python
+from kerasmm.data import pipeline
+ds = pipeline.build({"text": ["a red circle", "a blue square"], "label": [0, 1]},
+                    target="label", batch_size=2)
+```
+"""
+
+import tensorflow as tf
+
+from kerasmm.data import image_ops
+
+AUTOTUNE = tf.data.AUTOTUNE
+TARGETS = ("label", "text")
+
+
+def build(
+    columns,
+    target,
+    batch_size=32,
+    image_size=224,
+    aspect_policy="stretch",
+    audio_rate=16000,
+    audio_length=16000,
+    shuffle=False,
+    seed=None,
+    cache=False,
+    deterministic=True,
+    augment=False,
+    drop_remainder=False,
+    input_context=None,
+):
+    """A batched dataset of `(features, targets)` from record columns.
+
+    Args:
+        columns: dict of equal-length lists (see the module docstring).
+        target: "label" (int targets; text stays a feature) or "text"
+            (caption targets; features are the other modalities).
+        batch_size: global batch size; with `input_context` each worker
+            batches `input_context.get_per_replica_batch_size(batch_size)`.
+        image_size: int or (height, width) every image is resized to.
+        aspect_policy: "stretch", "crop" or "pad" (see `image_ops.resize_image`).
+        audio_rate, audio_length: waveforms are resampled to `audio_rate` Hz
+            and padded or cut to `audio_length` samples.
+        shuffle: reshuffle the records every epoch (seeded by `seed`).
+        seed: int seed of shuffling, caption sampling and augmentation.
+        cache: False, True (in memory) or a file path: cache decoded examples.
+        deterministic: keep element order under parallel decoding.
+        augment: random flip, crop and colour jitter on images (training only).
+        drop_remainder: drop a last, smaller batch.
+        input_context: a `tf.distribute.InputContext`; each input pipeline
+            then reads its own shard of the records.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
+    if target == "label" and "label" not in columns:
+        raise ValueError("target='label' needs labelled records; these records have no labels.")
+    if target == "text" and not ({"text", "captions"} & set(columns)):
+        raise ValueError("target='text' needs captions; these records have none.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    num_records = len(next(iter(columns.values())))
+    if num_records == 0:
+        raise ValueError("No usable records: nothing to read.")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if aspect_policy not in image_ops.ASPECT_POLICIES:
+        raise ValueError(
+            f"Unknown aspect policy {aspect_policy!r}; valid policies: {', '.join(image_ops.ASPECT_POLICIES)}."
+        )
+
+    slices = dict(columns)
+    if "captions" in slices:
+        slices["captions"] = tf.ragged.constant(slices["captions"], dtype=tf.string)
+    ds = tf.data.Dataset.from_tensor_slices(slices)
+    # A random stream zipped alongside: seeds for caption sampling and
+    # augmentation that live in the dataset (checkpointable), fresh each epoch.
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip(ds, randoms)
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if shuffle and not cache:
+        ds = ds.shuffle(num_records, seed=seed, reshuffle_each_iteration=True)
+
+    def load(record, random):
+        features = {}
+        if "image" in record:
+            image = image_ops.decode_image(tf.io.read_file(record["image"]))
+            features["image"] = image_ops.resize_image(image, size, aspect_policy)
+        if "audio" in record:
+            from kerasmm.data import audio_ops
+
+            features["audio"] = audio_ops.decode_wav(tf.io.read_file(record["audio"]), audio_rate, audio_length)
+        if "captions" in record:
+            captions = record["captions"]
+            pick = tf.math.floormod(random[0], tf.cast(tf.size(captions), tf.int64))
+            features["text"] = tf.gather(captions, pick)
+        elif "text" in record:
+            features["text"] = record["text"]
+        if target == "text":
+            targets = features.pop("text")
+        else:
+            targets = tf.cast(record["label"], tf.int32)
+        return features, targets, random[1]
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    if cache:
+        ds = ds.cache("" if cache is True else str(cache))
+        if shuffle:
+            ds = ds.shuffle(min(num_records, 10_000), seed=seed, reshuffle_each_iteration=True)
+    if augment and "image" in columns:
+        ds = ds.map(_augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.map(lambda features, targets, _: (features, targets))
+    return finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic)
+
+
+def finish(ds, batch_size, drop_remainder=False, deterministic=True):
+    """Batch decoded `(features, targets)` examples and prefetch, as every reader does."""
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _augment(features, targets, random):
+    seed = tf.stack([random, random // 7 + 1])
+    features = dict(features)
+    features["image"] = image_ops.augment_image(features["image"], seed)
+    return features, targets, random

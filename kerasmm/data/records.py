@@ -1,0 +1,113 @@
+"""Checked record tables: what file readers collect before building a pipeline."""
+
+import os
+
+from kerasmm.data import errors, image_ops, pipeline
+
+FIELDS = ("image", "audio", "text", "captions", "label")
+
+
+def check_text(value):
+    """`(caption, None)` for usable text (str or UTF-8 bytes), else `(None, reason)`."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "caption is not valid UTF-8"
+    if not isinstance(value, str):
+        return None, f"caption must be a string, got {type(value).__name__}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None, "caption is not valid UTF-8"
+    value = value.strip()
+    if not value:
+        return None, "empty caption"
+    return value, None
+
+
+def check_audio(path):
+    from kerasmm.data import audio_ops
+
+    return audio_ops.check_wav(path)
+
+
+class RecordTable:
+    """Collects records as columns, checking each under the bad-record policy.
+
+    Example:
+    ```python
+    table = RecordTable("my reader", on_error="skip")
+    table.add("row 1", text="a red circle", label=0)
+    table.add("row 2", text="", label=1)   # dropped: empty caption
+    ds = table.dataset(target="label", batch_size=2)
+    ds.skipped_records.summary()
+    ```
+    """
+
+    def __init__(self, reader, on_error="raise"):
+        self.on_error = errors.check_on_error(on_error)
+        self.skipped = errors.SkippedRecords(reader)
+        self.columns = None
+        self.class_names = None
+
+    def bad(self, source, reason):
+        errors.bad_record(self.on_error, self.skipped, source, reason)
+
+    def add(self, source, **fields):
+        """Check one record's fields and keep it, or handle it as bad; returns whether kept."""
+        fields = {k: v for k, v in fields.items() if v is not None}
+        unknown = set(fields) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"Unknown record fields {sorted(unknown)}; valid fields: {FIELDS}.")
+        reason = self._problem(fields)
+        if reason is None and self.columns is not None and set(fields) != set(self.columns):
+            missing = sorted(set(self.columns) - set(fields))
+            extra = sorted(set(fields) - set(self.columns))
+            reason = f"missing {missing}" if missing else f"has {extra}, which earlier records lack"
+        if reason is not None:
+            self.bad(source, reason)
+            return False
+        if self.columns is None:
+            self.columns = {k: [] for k in fields}
+        for key, value in fields.items():
+            self.columns[key].append(value)
+        return True
+
+    def _problem(self, fields):
+        if "image" in fields:
+            reason = image_ops.check_image(fields["image"])
+            if reason:
+                return f"image {fields['image']}: {reason}"
+        if "audio" in fields:
+            reason = check_audio(fields["audio"])
+            if reason:
+                return f"audio {fields['audio']}: {reason}"
+        if "text" in fields:
+            text, reason = check_text(fields["text"])
+            if reason:
+                return reason
+            fields["text"] = text
+        if "captions" in fields:
+            checked = [check_text(c) for c in fields["captions"]]
+            problems = [r for _, r in checked if r]
+            if problems or not checked:
+                return problems[0] if problems else "no captions"
+            fields["captions"] = [c for c, _ in checked]
+        return None
+
+    def dataset(self, target=None, **pipeline_kwargs):
+        """The batched pipeline over the kept records, reporting the skipped ones."""
+        if not self.columns:
+            detail = f" ({self.skipped.summary()})" if len(self.skipped) else ""
+            raise ValueError(f"{self.skipped.reader}: no usable records{detail}.")
+        if target is None:
+            target = "label" if "label" in self.columns else "text"
+        ds = pipeline.build(self.columns, target=target, **pipeline_kwargs)
+        ds.class_names = self.class_names
+        return errors.attach(ds, self.skipped)
+
+
+def resolve_path(base_dir, path):
+    """`path` as given if absolute, else relative to `base_dir`."""
+    return path if os.path.isabs(path) else os.path.join(base_dir, path)
