@@ -22,17 +22,36 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _WHITE = 255.0
 
 
-def decode_image(data):
+def decode_image(data, min_size=None):
     """Decode JPEG, PNG, GIF or BMP bytes (a scalar string) to uint8 RGB `[H, W, 3]`.
 
     Greyscale is repeated over the three channels; palette images come out
     as RGB; an alpha channel is composited onto white (transparent pixels
     become white rather than whatever colour they happen to store). An
     animated GIF gives its first frame.
+
+    With `min_size=(height, width)` a JPEG is decoded at the smallest of
+    1/1, 1/2, 1/4, 1/8 scale that still covers `min_size` (libjpeg scales in
+    the DCT domain, several times faster than decoding in full and resizing).
     """
+    if min_size is not None:
+        return tf.cond(
+            tf.io.is_jpeg(data), lambda: _decode_jpeg_at_least(data, min_size), lambda: decode_image(data)
+        )
     image = tf.io.decode_image(data, channels=0, expand_animations=False)
     image = tf.ensure_shape(image, (None, None, None))
     return to_rgb(image)
+
+
+_JPEG_RATIOS = (1, 2, 4, 8)
+
+
+def _decode_jpeg_at_least(data, min_size):
+    shape = tf.image.extract_jpeg_shape(data)
+    room = tf.minimum(shape[0] // min_size[0], shape[1] // min_size[1])  # how many times larger it is
+    index = tf.reduce_sum(tf.cast(room >= tf.constant(_JPEG_RATIOS[1:], shape.dtype), tf.int32))
+    branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in _JPEG_RATIOS]
+    return tf.ensure_shape(tf.switch_case(index, branches), (None, None, 3))
 
 
 def to_rgb(image):

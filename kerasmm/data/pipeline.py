@@ -96,7 +96,7 @@ def build(
     def load(record, random):
         features = {}
         if "image" in record:
-            image = image_ops.decode_image(tf.io.read_file(record["image"]))
+            image = image_ops.decode_image(tf.io.read_file(record["image"]), min_size=size)
             features["image"] = image_ops.resize_image(image, size, aspect_policy)
         if "audio" in record:
             from kerasmm.data import audio_ops

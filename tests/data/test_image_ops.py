@@ -86,3 +86,13 @@ def test_unknown_policy_names_the_valid_ones():
 def test_bytes_that_are_not_an_image_fail_clearly():
     with pytest.raises(tf.errors.InvalidArgumentError, match="(?i)unknown image file format"):
         image_ops.decode_image(b"not an image")
+
+
+def test_jpeg_decodes_at_a_reduced_scale_that_still_covers_min_size():
+    jpeg = encode(solid(200, 120, RED), "RGB", "JPEG")
+    assert image_ops.decode_image(jpeg, min_size=(40, 20)).shape == (50, 30, 3)  # 1/4 scale
+    assert image_ops.decode_image(jpeg, min_size=(150, 20)).shape == (200, 120, 3)  # no room to shrink
+    grey = image_ops.decode_image(encode(solid(64, 64, (90,))[..., 0], "L", "JPEG"), min_size=(8, 8)).numpy()
+    assert grey.shape == (8, 8, 3) and abs(int(grey[4, 4, 0]) - 90) <= 3
+    png = encode(solid(64, 64, RED), "RGB", "PNG")
+    assert image_ops.decode_image(png, min_size=(8, 8)).shape == (64, 64, 3)
