@@ -32,8 +32,17 @@ from kerasmm.data.shapes_data import (  # noqa: F401
     shapes_arrays,
     shapes_vocabulary,
 )
-from kerasmm.data import image_ops  # noqa: E402,F401
+from kerasmm.data import audio_ops, image_ops  # noqa: E402,F401
 from kerasmm.data.coco import from_coco  # noqa: E402,F401
 from kerasmm.data.errors import BadRecordError, SkippedRecords  # noqa: E402,F401
 from kerasmm.data.folder import from_folder  # noqa: E402,F401
 from kerasmm.data.manifest import from_manifest  # noqa: E402,F401
+
+
+def __getattr__(name):
+    # tensorflow_datasets loads only when its reader is first used.
+    if name == "from_tfds":
+        from kerasmm.data.tfds import from_tfds
+
+        return from_tfds
+    raise AttributeError(f"module 'kerasmm.data' has no attribute {name!r}")

@@ -19,7 +19,7 @@ ds = pipeline.build({"text": ["a red circle", "a blue square"], "label": [0, 1]}
 
 import tensorflow as tf
 
-from kerasmm.data import image_ops
+from kerasmm.data import audio_ops, image_ops
 
 AUTOTUNE = tf.data.AUTOTUNE
 TARGETS = ("label", "text")
@@ -99,8 +99,6 @@ def build(
             image = image_ops.decode_image(tf.io.read_file(record["image"]), min_size=size)
             features["image"] = image_ops.resize_image(image, size, aspect_policy)
         if "audio" in record:
-            from kerasmm.data import audio_ops
-
             features["audio"] = audio_ops.decode_wav(tf.io.read_file(record["audio"]), audio_rate, audio_length)
         if "captions" in record:
             captions = record["captions"]

@@ -2,7 +2,7 @@
 
 import os
 
-from kerasmm.data import errors, image_ops, pipeline
+from kerasmm.data import audio_ops, errors, image_ops, pipeline
 
 FIELDS = ("image", "audio", "text", "captions", "label")
 
@@ -24,12 +24,6 @@ def check_text(value):
     if not value:
         return None, "empty caption"
     return value, None
-
-
-def check_audio(path):
-    from kerasmm.data import audio_ops
-
-    return audio_ops.check_wav(path)
 
 
 class RecordTable:
@@ -80,7 +74,7 @@ class RecordTable:
             if reason:
                 return f"image {fields['image']}: {reason}"
         if "audio" in fields:
-            reason = check_audio(fields["audio"])
+            reason = audio_ops.check_wav(fields["audio"])
             if reason:
                 return f"audio {fields['audio']}: {reason}"
         if "text" in fields:
