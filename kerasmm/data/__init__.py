@@ -37,6 +37,8 @@ from kerasmm.data.coco import from_coco  # noqa: E402,F401
 from kerasmm.data.errors import BadRecordError, SkippedRecords  # noqa: E402,F401
 from kerasmm.data.folder import from_folder  # noqa: E402,F401
 from kerasmm.data.manifest import from_manifest  # noqa: E402,F401
+from kerasmm.data.text import load_vocabulary, save_vocabulary, train_vocabulary  # noqa: E402,F401
+from kerasmm.data.tfrecord import from_tfrecord, to_tfrecord  # noqa: E402,F401
 
 
 def __getattr__(name):

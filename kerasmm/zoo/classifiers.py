@@ -36,11 +36,8 @@ def load_vocabulary(vocabulary):
     """A token list from None (the shapes vocabulary), a list, or a one-token-per-line file."""
     if vocabulary is None:
         return data.shapes_vocabulary()
-    if isinstance(vocabulary, str):
-        if not os.path.isfile(vocabulary):
-            raise ValueError(f"vocabulary file {vocabulary!r} does not exist.")
-        with open(vocabulary, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
+    if isinstance(vocabulary, (str, os.PathLike)):
+        vocabulary = data.load_vocabulary(vocabulary)
     vocabulary = [str(t) for t in vocabulary]
     if not vocabulary or vocabulary[0] != "[PAD]" or "[UNK]" not in vocabulary:
         raise ValueError("A vocabulary must start with '[PAD]' (id 0) and contain '[UNK]'.")
