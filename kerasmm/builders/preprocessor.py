@@ -119,6 +119,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
             images = tf.cast(images, "float32") / 255.0
         else:
             images = tf.cast(images, "float32")
+        if tuple(images.shape[1:3]) == tuple(self.image_converter.image_size):
+            return images  # readers already resized to the model's size
         return self.image_converter(images)
 
     def _prepare_text(self, text):

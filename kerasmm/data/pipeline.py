@@ -128,6 +128,9 @@ def finish(ds, batch_size, drop_remainder=False, deterministic=True):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = deterministic
+    # One thread per element op: parallelism comes from the parallel map, and
+    # multi-threaded ops inside it would fight the train step for the cores.
+    options.threading.max_intra_op_parallelism = 1
     return ds.with_options(options).prefetch(AUTOTUNE)
 
 
