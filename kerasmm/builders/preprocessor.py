@@ -55,6 +55,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
         image_size=None,
         audio_length=None,
         image_converter=None,
+        presence_masks=True,
+        text_from_targets=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,6 +79,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
             )
         self.image_converter = image_converter
         self.audio_length = audio_length
+        self.presence_masks = presence_masks
+        self.text_from_targets = text_from_targets
         self.packer = None
         if tokenizer is not None:
             self.packer = keras_hub.layers.StartEndPacker(
@@ -92,6 +96,10 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
                 f"The preprocessor expects a dict of raw features with keys among {self.modalities}, "
                 f"got {type(x).__name__}."
             )
+        if self.text_from_targets and "text" not in x and y is not None:
+            y = tf.convert_to_tensor(y)
+            if y.dtype == tf.string:
+                x, y = {**x, "text": y}, None
         unknown = [k for k in x if k not in MODALITIES and not k.endswith("_mask")]
         if unknown:
             raise ValueError(f"Unknown feature keys {unknown}; this model takes {self.modalities}.")
@@ -101,9 +109,16 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
         raw = {m: tf.convert_to_tensor(x[m]) for m in given}
         batch = tf.shape(raw[given[0]])[0]
         outputs = {}
+        if not self.presence_masks:
+            missing = [m for m in self.modalities if m not in raw]
+            if missing:
+                raise ValueError(f"This model needs every one of {self.modalities}; missing {missing}.")
+            return keras.utils.pack_x_y_sample_weight(
+                {m: self.prepare(m, raw[m]) for m in self.modalities}, y, sample_weight
+            )
         for m in self.modalities:
             if m in raw:
-                outputs[m] = getattr(self, f"_prepare_{m}")(raw[m])
+                outputs[m] = self.prepare(m, raw[m])
                 mask = x.get(f"{m}_mask")
                 mask = tf.ones((batch,)) if mask is None else tf.reshape(tf.cast(mask, "float32"), (batch,))
             else:
@@ -111,6 +126,10 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
                 mask = tf.zeros((batch,))
             outputs[f"{m}_mask"] = mask
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
+
+    def prepare(self, modality, raw):
+        """Preprocess one modality's raw batch (images, strings or waveforms)."""
+        return getattr(self, f"_prepare_{modality}")(tf.convert_to_tensor(raw))
 
     def _prepare_image(self, images):
         if images.shape.rank != 4 or (images.shape[-1] is not None and images.shape[-1] != 3):
@@ -151,6 +170,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
                 "modalities": self.modalities,
                 "sequence_length": self.sequence_length,
                 "audio_length": self.audio_length,
+                "presence_masks": self.presence_masks,
+                "text_from_targets": self.text_from_targets,
             }
         )
         return config

@@ -94,4 +94,4 @@ def _merge_nested(old, new):
     return out
 
 
-from kerasmm.zoo import classifiers  # noqa: E402,F401  (registers the classifier entries)
+from kerasmm.zoo import classifiers, dual_encoders  # noqa: E402,F401  (register their entries)

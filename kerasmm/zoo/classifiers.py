@@ -1,19 +1,13 @@
 """Zoo entries of the multimodal classifier family and their builder."""
 
-import copy
-import inspect
-import os
-
 import keras
-import keras_hub
 
 from kerasmm import data
-from kerasmm import encoders as encoder_registry
 from kerasmm.builders.backbone import MultimodalBackbone
 from kerasmm.builders.classifier import MultimodalClassifier
 from kerasmm.builders.preprocessor import MultimodalPreprocessor
-from kerasmm.registry import resolve
 from kerasmm.zoo import TINY_PREFIX, register
+from kerasmm.zoo.common import build_encoders
 
 # Settings every classifier entry accepts (and `zoo.get` overrides are checked against).
 CLASSIFIER_DEFAULTS = {
@@ -30,43 +24,6 @@ CLASSIFIER_DEFAULTS = {
     "dropout": 0.1,
     "learning_rate": 1e-3,
 }
-
-
-def load_vocabulary(vocabulary):
-    """A token list from None (the shapes vocabulary), a list, or a one-token-per-line file."""
-    if vocabulary is None:
-        return data.shapes_vocabulary()
-    if isinstance(vocabulary, (str, os.PathLike)):
-        vocabulary = data.load_vocabulary(vocabulary)
-    vocabulary = [str(t) for t in vocabulary]
-    if not vocabulary or vocabulary[0] != "[PAD]" or "[UNK]" not in vocabulary:
-        raise ValueError("A vocabulary must start with '[PAD]' (id 0) and contain '[UNK]'.")
-    return vocabulary
-
-
-def _init_params(encoder_name):
-    return inspect.signature(encoder_registry.lookup(encoder_name).__init__).parameters
-
-
-def _text_encoder_spec(spec, vocabulary_size, sequence_length):
-    """Fill a text encoder spec's vocabulary and length settings from the tokenizer."""
-    if not isinstance(spec, dict):
-        return spec
-    spec = dict(spec)
-    params = _init_params(spec["name"])
-    if "vocabulary_size" in params:
-        spec.setdefault("vocabulary_size", vocabulary_size)
-    for length_key in ("sequence_length", "max_sequence_length"):
-        if length_key in params:
-            spec.setdefault(length_key, sequence_length)
-    return spec
-
-
-def _image_encoder_spec(spec, image_size):
-    if isinstance(spec, dict) and "image_size" in _init_params(spec["name"]):
-        spec = {**spec}
-        spec.setdefault("image_size", image_size)
-    return spec
 
 
 def build_classifier(
@@ -88,16 +45,7 @@ def build_classifier(
         class_names = list(data.label_names(task))
     if num_classes is None:
         num_classes = len(class_names)
-    encoders = copy.deepcopy(encoders)
-    tokenizer = None
-    if "text" in encoders:
-        tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
-            vocabulary=load_vocabulary(vocabulary), lowercase=True
-        )
-        encoders["text"] = _text_encoder_spec(encoders["text"], tokenizer.vocabulary_size(), sequence_length)
-    if "image" in encoders:
-        encoders["image"] = _image_encoder_spec(encoders["image"], image_size)
-    built = {m: resolve(encoder_registry.ENCODERS, spec) for m, spec in encoders.items()}
+    built, tokenizer = build_encoders(encoders, vocabulary, image_size, sequence_length)
     backbone = MultimodalBackbone(
         encoders=built,
         fusion=fusion,

@@ -1,5 +1,6 @@
 """Every zoo entry, parametrised over the registry: a new entry is tested without a new test."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ import kerasmm
 from kerasmm import testing
 
 CLASSIFIERS = ["audio_visual_classifier", "concat_classifier", "vqa_classifier", "weighted_sum_classifier"]
+RETRIEVERS = ["audio_text_dual_encoder", "dual_encoder", "siglip_dual_encoder"]
 TINY = [n for n in kerasmm.zoo.list(include_tiny=True) if n.startswith("tiny_")]
 FULL = kerasmm.zoo.list()
 
@@ -14,13 +16,14 @@ FULL = kerasmm.zoo.list()
 def shapes_for(model, task, num_examples=4, batch_size=2):
     with_audio = "audio" in model.backbone.modalities
     return kerasmm.data.shapes(
-        num_examples=num_examples, batch_size=batch_size, task=task, with_audio=with_audio,
+        num_examples=num_examples, batch_size=batch_size, with_audio=with_audio,
+        task=task if task != "retrieval" else "classification",
         image_size=model.preprocessor.image_size[0] if model.preprocessor.image_size else 32,
     )
 
 
-def test_list_names_the_classifier_entries():
-    assert kerasmm.zoo.list() == CLASSIFIERS
+def test_list_names_every_entry():
+    assert kerasmm.zoo.list() == sorted(CLASSIFIERS + RETRIEVERS)
     assert kerasmm.zoo.list("*vqa*") == ["vqa_classifier"]
     assert set(TINY) == {"tiny_" + n for n in FULL}
 
@@ -32,13 +35,23 @@ def test_tiny_entry_fits_predicts_and_round_trips(name):
     train = shapes_for(model, entry.task)
     history = model.fit(train, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    probs = model.predict(train, verbose=0)
-    assert probs.shape == (4, model.num_classes)
-    x, _ = next(iter(train.map(lambda x, y: model.preprocessor(x, y))))
+    outputs = model.predict(train, verbose=0)
+    if entry.task == "retrieval":
+        for embedding in outputs.values():
+            np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    else:
+        assert outputs.shape == (4, model.num_classes)
+    x = next(iter(train.map(lambda x, y: model.preprocessor(x, y))))[0]
     loaded = testing.run_model_saving_test(model, x)
     # The reloaded model carries its preprocessor: raw features in, same outputs.
-    np.testing.assert_allclose(loaded.predict(train, verbose=0), probs, atol=1e-5)
-    assert loaded.class_names == model.class_names
+    keras.tree.map_structure(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), loaded.predict(train, verbose=0), outputs
+    )
+    if entry.task == "retrieval":
+        assert loaded.contrastive_loss == model.contrastive_loss
+        assert float(loaded.logit_scale_variable.numpy()) == float(model.logit_scale_variable.numpy())
+    else:
+        assert loaded.class_names == model.class_names
 
 
 @pytest.mark.slow
@@ -46,7 +59,7 @@ def test_tiny_entry_fits_predicts_and_round_trips(name):
 def test_full_entry_builds_and_round_trips(name):
     model = kerasmm.zoo.get(name)
     data = shapes_for(model, kerasmm.zoo.entry(name).task, num_examples=2)
-    x, _ = next(iter(data.map(lambda x, y: model.preprocessor(x, y))))
+    x = next(iter(data.map(lambda x, y: model.preprocessor(x, y))))[0]
     testing.run_model_saving_test(model, x)
 
 

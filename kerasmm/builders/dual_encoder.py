@@ -1,0 +1,246 @@
+"""Dual encoders (CLIP / SigLIP style): two towers into one normalised embedding space."""
+
+import math
+
+import keras
+import keras_hub
+import numpy as np
+
+from kerasmm import encoders as encoder_registry
+from kerasmm.builders.backbone import model_inputs
+from kerasmm.builders.task import ZooTask
+from kerasmm.losses import contrastive
+from kerasmm.registry import resolve
+
+CLIP_LOGIT_SCALE = math.log(1 / 0.07)
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.")
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class DualEncoderBackbone(keras_hub.models.Backbone):
+    """Two towers, each encoder → linear projection → L2 normalisation.
+
+    Inputs: the two modalities of the backbone contract (e.g. `"image"` and
+    `"text"`). Outputs: `{"<modality>_embedding": [B, E]}` for each, unit length.
+
+    Args:
+        encoders: dict with exactly two modalities, "text" and one of "image"
+            or "audio", each a registered encoder name, spec dict or layer.
+        embedding_dim: int, E.
+        image_size, sequence_length, audio_length: input sizes, as for
+            `MultimodalBackbone`.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.builders.dual_encoder import DualEncoderBackbone
+    backbone = DualEncoderBackbone(
+        encoders={"image": {"name": "cnn", "output_dim": 16, "filters": [8]},
+                  "text": {"name": "bow", "vocabulary_size": 20, "output_dim": 16}},
+        embedding_dim=8, image_size=16, sequence_length=6)
+    out = backbone({"image": np.zeros((2, 16, 16, 3), "float32"), "text": np.ones((2, 6), "int32")})
+    ```
+    """
+
+    def __init__(self, encoders, embedding_dim, image_size=None, sequence_length=None, audio_length=None,
+                 dtype=None, **kwargs):
+        # === Layers ===
+        if not isinstance(encoders, dict) or sorted(encoders) not in (["image", "text"], ["audio", "text"]):
+            raise ValueError(
+                "A dual encoder needs encoders for 'text' and one of 'image' or 'audio'; "
+                f"got {sorted(encoders) if isinstance(encoders, dict) else encoders!r}."
+            )
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
+        built = {}
+        for modality, spec in encoders.items():
+            encoder = resolve(encoder_registry.ENCODERS, spec)
+            if encoder.modality != modality:
+                raise ValueError(
+                    f"Encoder {type(encoder).__name__} works on {encoder.modality}, "
+                    f"but was given for the {modality!r} tower."
+                )
+            built[modality] = encoder
+        self.encoder_layers = built
+        self.projections = {
+            m: keras.layers.Dense(embedding_dim, use_bias=False, name=f"{m}_projection") for m in built
+        }
+        self.normalizations = {m: keras.layers.UnitNormalization(name=f"{m}_normalization") for m in built}
+
+        # === Functional Model ===
+        modalities = sorted(built)
+        image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
+        inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
+        inputs = {m: inputs[m] for m in modalities}  # no presence masks: both towers always run
+        outputs = {
+            f"{m}_embedding": self.normalizations[m](self.projections[m](built[m](inputs[m])["pooled"]))
+            for m in modalities
+        }
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.modalities = modalities
+        self.embedding_dim = embedding_dim
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.sequence_length = sequence_length
+        self.audio_length = audio_length
+
+    @property
+    def query_modality(self):
+        """The non-text tower's modality ("image" or "audio")."""
+        return next(m for m in self.modalities if m != "text")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoders": {m: keras.layers.serialize(e) for m, e in self.encoder_layers.items()},
+                "embedding_dim": self.embedding_dim,
+                "image_size": self.image_size,
+                "sequence_length": self.sequence_length,
+                "audio_length": self.audio_length,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoders"] = {m: keras.layers.deserialize(e) for m, e in config["encoders"].items()}
+        return super().from_config(config)
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class DualEncoder(ZooTask):
+    """A CLIP-style (or SigLIP-style) retriever trained contrastively with `fit`.
+
+    The loss sees the whole global batch under any `tf.distribute` strategy
+    (see `kerasmm.losses.contrastive`). `fit`, `evaluate` and `predict` take
+    raw features; a captioning reader's string targets become the text.
+
+    Args:
+        backbone: a `DualEncoderBackbone`.
+        preprocessor: a `MultimodalPreprocessor` (with `presence_masks=False`).
+        loss: "contrastive" (symmetric InfoNCE with a learnable temperature,
+            initialised at log(1/0.07) and used clamped to at most ln 100),
+            "sigmoid" (SigLIP: pairwise sigmoid with a learnable bias), or
+            "alignment" (mean squared distance of pairs, no negatives).
+        logit_scale: initial log of the inverse temperature.
+        logit_bias: initial bias of the sigmoid loss.
+
+    Example:
+    ```python
+    import kerasmm
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+    model.fit(kerasmm.data.shapes(num_examples=32, batch_size=16), epochs=1)
+    text = model.encode_text(["a small red circle"])
+    ```
+    """
+
+    def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
+                 logit_bias=-10.0, **kwargs):
+        if not isinstance(backbone, DualEncoderBackbone):
+            raise ValueError(f"backbone must be a DualEncoderBackbone, got {type(backbone).__name__}.")
+        if loss not in contrastive.LOSSES:
+            raise ValueError(f"loss must be one of {contrastive.LOSSES}, got {loss!r}.")
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional Model ===
+        inputs = dict(backbone.input)
+        outputs = backbone(inputs)
+        self.contrastive_loss = loss  # read by compile() inside Task.__init__
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.logit_scale_variable = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(logit_scale), name="logit_scale"
+        )
+        self.logit_bias_variable = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(logit_bias), name="logit_bias",
+            trainable=loss == "sigmoid",
+        )
+
+        # === Config ===
+        self.logit_scale = logit_scale
+        self.logit_bias = logit_bias
+
+    @property
+    def query_modality(self):
+        return self.backbone.query_modality
+
+    def compile(self, optimizer="auto", **kwargs):
+        """`keras.Model.compile`; the loss is the dual-encoder loss chosen at construction."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        query = y_pred[f"{self.query_modality}_embedding"]
+        text = y_pred["text_embedding"]
+        names = (self.query_modality, "text")
+        if self.contrastive_loss == "contrastive":
+            value = contrastive.info_nce(query, text, self.logit_scale_variable, names)
+        elif self.contrastive_loss == "sigmoid":
+            value = contrastive.sigmoid_loss(query, text, self.logit_scale_variable, self.logit_bias_variable, names)
+        else:
+            value = contrastive.alignment_loss(query, text, names)
+        value = contrastive.replica_share(value)
+        for extra in self.losses:
+            value = value + self._aggregate_additional_loss(extra)
+        return value
+
+    # --- inference helpers (raw inputs in, numpy out) --------------------------
+
+    def _tower(self, modality):
+        # Cached outside Keras' attribute tracking, so the sub-models are not saved.
+        towers = self.__dict__.setdefault("_tower_cache", {})
+        if modality not in towers:
+            inputs = self.backbone.input[modality]
+            towers[modality] = keras.Model(inputs, self.backbone.get_layer(f"{modality}_normalization").output)
+        return towers[modality]
+
+    def _encode(self, modality, raw, batch_size):
+        raw = np.asarray(raw) if not hasattr(raw, "shape") else raw
+        if len(raw) == 0:
+            raise ValueError(f"Nothing to encode: the {modality} batch is empty.")
+        prepared = self.preprocessor.prepare(modality, raw) if self.preprocessor is not None else raw
+        return self._tower(modality).predict(prepared, batch_size=batch_size, verbose=0)
+
+    def encode_text(self, texts, batch_size=256):
+        """Unit-length embeddings `[N, E]` of raw strings."""
+        return self._encode("text", texts, batch_size)
+
+    def encode_image(self, images, batch_size=256):
+        """Unit-length embeddings `[N, E]` of raw images (uint8 `[N,H,W,3]`)."""
+        return self._encode("image", images, batch_size)
+
+    def encode_audio(self, waveforms, batch_size=256):
+        """Unit-length embeddings `[N, E]` of raw waveforms `[N, S]`."""
+        return self._encode("audio", waveforms, batch_size)
+
+    def class_embeddings(self, class_names, templates=DEFAULT_TEMPLATES):
+        """One unit vector per class: the mean of its prompt embeddings ("a photo of a {}."), renormalised."""
+        if not class_names:
+            raise ValueError("class_names is empty.")
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError(f"Each template needs a '{{}}' for the class name; got {templates!r}.")
+        prompts = [t.format(name) for name in class_names for t in templates]
+        embeddings = self.encode_text(prompts).reshape(len(class_names), len(templates), -1).mean(axis=1)
+        return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+
+    def classify(self, inputs, class_names, templates=DEFAULT_TEMPLATES):
+        """Zero-shot class probabilities `[N, C]` of raw images (or audio) against `class_names`."""
+        queries = self._encode(self.query_modality, inputs, 256)
+        scale = float(np.exp(min(float(self.logit_scale_variable.numpy()), contrastive.MAX_LOGIT_SCALE)))
+        logits = scale * queries @ self.class_embeddings(class_names, templates).T
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"loss": self.contrastive_loss, "logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
+        )
+        return config

@@ -1,0 +1,115 @@
+"""Dual-encoder losses over the global batch: InfoNCE (CLIP), pairwise sigmoid (SigLIP), alignment.
+
+Under a `tf.distribute` strategy each replica holds a local slice of the
+batch. The losses gather the other tower's embeddings from every replica
+(`ReplicaContext.all_gather`, whose gradient sends each replica the part of
+the upstream gradient for its own rows) and compute only the replica's local
+rows against the whole global batch: memory grows as local × global, not
+global². Each returns the mean over the replica's local rows, which Keras
+then scales by 1 / replicas, so summed gradients equal a single-device run
+at the same global batch.
+
+Example:
+```python
+import numpy as np
+from kerasmm.losses import contrastive
+a = np.eye(4, dtype="float32")
+contrastive.info_nce(a, a, logit_scale=np.log(10.0))   # small: pairs match
+```
+"""
+
+import math
+
+import tensorflow as tf
+
+MAX_LOGIT_SCALE = math.log(100.0)
+LOSSES = ("contrastive", "sigmoid", "alignment")
+
+
+def _replica_context():
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def gather_global(local):
+    """`(global_rows, offset)`: `local` gathered across replicas and where this replica's rows start."""
+    context = _replica_context()
+    if context is None:
+        return local, tf.constant(0, tf.int32)
+    sizes = context.all_gather(tf.shape(local)[:1], axis=0)
+    offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
+    return context.all_gather(local, axis=0), offset
+
+
+def replica_share(value):
+    """`value` / replicas in sync: what Keras' own losses do, so summed gradients form the global mean."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return value / replicas if replicas > 1 else value
+
+
+def check_pair(a, b, names=("image", "text")):
+    """Refuse towers whose batch sizes or widths differ, with a message naming them."""
+    a = tf.convert_to_tensor(a)
+    b = tf.convert_to_tensor(b)
+    if a.shape.rank != 2 or b.shape.rank != 2:
+        raise ValueError(f"Embeddings must be [batch, dim]; got {names[0]} {a.shape} and {names[1]} {b.shape}.")
+    for axis, what in ((0, "batch sizes"), (1, "embedding widths")):
+        if a.shape[axis] is not None and b.shape[axis] is not None and a.shape[axis] != b.shape[axis]:
+            raise ValueError(
+                f"The {names[0]} and {names[1]} towers must give matching {what}: "
+                f"{names[0]} {a.shape}, {names[1]} {b.shape}. Each row of one pairs with the same row of the other."
+            )
+    if a.shape[0] is None or b.shape[0] is None:
+        tf.debugging.assert_equal(
+            tf.shape(a)[0], tf.shape(b)[0],
+            message=f"The {names[0]} and {names[1]} towers must give matching batch sizes",
+        )
+    return tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+
+
+def checked_scale(logit_scale):
+    """exp(min(logit_scale, ln 100)), refusing a non-finite temperature."""
+    logit_scale = tf.debugging.check_numerics(
+        tf.cast(logit_scale, tf.float32),
+        "The dual encoder's temperature (logit_scale) is not finite; training diverged "
+        "(try a lower learning rate, or reload the last good checkpoint)",
+    )
+    return tf.exp(tf.minimum(logit_scale, MAX_LOGIT_SCALE))
+
+
+def info_nce(a, b, logit_scale, names=("image", "text")):
+    """Symmetric InfoNCE: each row's match is the same row of the other tower, over the global batch."""
+    a, b = check_pair(a, b, names)
+    scale = checked_scale(logit_scale)
+    global_a, offset = gather_global(a)
+    global_b, _ = gather_global(b)
+    labels = offset + tf.range(tf.shape(a)[0])
+    a_to_b = tf.matmul(a, global_b, transpose_b=True) * scale  # [local, global]
+    b_to_a = tf.matmul(b, global_a, transpose_b=True) * scale
+    loss_a = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, a_to_b)
+    loss_b = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, b_to_a)
+    return tf.reduce_mean(loss_a + loss_b) / 2.0
+
+
+def sigmoid_loss(a, b, logit_scale, bias, names=("image", "text")):
+    """SigLIP's pairwise sigmoid loss: every (row, column) pair is its own binary problem.
+
+    Summed over the global columns for each local row and averaged over rows,
+    as in the SigLIP paper's per-example normalisation.
+    """
+    a, b = check_pair(a, b, names)
+    scale = checked_scale(logit_scale)
+    global_b, offset = gather_global(b)
+    logits = tf.matmul(a, global_b, transpose_b=True) * scale + tf.cast(bias, tf.float32)
+    rows = offset + tf.range(tf.shape(a)[0])
+    positive = tf.equal(rows[:, None], tf.range(tf.shape(global_b)[0])[None, :])
+    signs = tf.where(positive, 1.0, -1.0)
+    return -tf.reduce_mean(tf.reduce_sum(tf.math.log_sigmoid(signs * logits), axis=1))
+
+
+def alignment_loss(a, b, names=("image", "text")):
+    """The mean squared distance between paired embeddings (no negatives: it can collapse)."""
+    a, b = check_pair(a, b, names)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(a - b), axis=1))

@@ -1,0 +1,65 @@
+"""What every zoo builder shares: vocabularies and encoders filled in from the data settings."""
+
+import copy
+import inspect
+import os
+
+import keras_hub
+
+from kerasmm import data
+from kerasmm import encoders as encoder_registry
+from kerasmm.registry import resolve
+
+
+def load_vocabulary(vocabulary):
+    """A token list from None (the shapes vocabulary), a list, or a one-token-per-line file."""
+    if vocabulary is None:
+        return data.shapes_vocabulary()
+    if isinstance(vocabulary, (str, os.PathLike)):
+        vocabulary = data.load_vocabulary(vocabulary)
+    vocabulary = [str(t) for t in vocabulary]
+    if not vocabulary or vocabulary[0] != "[PAD]" or "[UNK]" not in vocabulary:
+        raise ValueError("A vocabulary must start with '[PAD]' (id 0) and contain '[UNK]'.")
+    return vocabulary
+
+
+def _init_params(encoder_name):
+    return inspect.signature(encoder_registry.lookup(encoder_name).__init__).parameters
+
+
+def _text_encoder_spec(spec, vocabulary_size, sequence_length):
+    """Fill a text encoder spec's vocabulary and length settings from the tokenizer."""
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    params = _init_params(spec["name"])
+    if "vocabulary_size" in params:
+        spec.setdefault("vocabulary_size", vocabulary_size)
+    for length_key in ("sequence_length", "max_sequence_length"):
+        if length_key in params:
+            spec.setdefault(length_key, sequence_length)
+    return spec
+
+
+def _image_encoder_spec(spec, image_size):
+    if isinstance(spec, dict) and "image_size" in _init_params(spec["name"]):
+        spec = {**spec}
+        spec.setdefault("image_size", image_size)
+    return spec
+
+
+def build_encoders(encoders, vocabulary, image_size, sequence_length):
+    """`(encoders by modality, tokenizer or None)` from specs, with sizes filled in.
+
+    A text encoder gets the tokenizer's vocabulary size and `sequence_length`;
+    an image encoder that needs it gets `image_size`.
+    """
+    encoders = copy.deepcopy(encoders)
+    tokenizer = None
+    if "text" in encoders:
+        tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
+        encoders["text"] = _text_encoder_spec(encoders["text"], tokenizer.vocabulary_size(), sequence_length)
+    if "image" in encoders:
+        encoders["image"] = _image_encoder_spec(encoders["image"], image_size)
+    built = {m: resolve(encoder_registry.ENCODERS, spec) for m, spec in encoders.items()}
+    return built, tokenizer

@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasmm
+from kerasmm.builders.dual_encoder import DualEncoderBackbone
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kerasmm.zoo.get("tiny_dual_encoder")
+
+
+def test_temperature_starts_at_clip_value(model):
+    assert float(model.logit_scale_variable.numpy()) == pytest.approx(math.log(1 / 0.07), rel=1e-6)
+    assert not model.logit_bias_variable.trainable
+    siglip = kerasmm.zoo.get("tiny_siglip_dual_encoder")
+    assert siglip.logit_bias_variable.trainable and float(siglip.logit_bias_variable.numpy()) == -10.0
+
+
+def test_encoders_give_unit_embeddings(model):
+    features, _ = kerasmm.data.shapes_arrays(num_examples=3)
+    images = model.encode_image(features["image"])
+    texts = model.encode_text(list(features["text"]))
+    assert images.shape == texts.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
+
+
+def test_zero_shot_classification(model):
+    features, _ = kerasmm.data.shapes_arrays(num_examples=4)
+    probs = model.classify(features["image"], list(kerasmm.data.SHAPES), templates=("a {}", "a small {}"))
+    assert probs.shape == (4, 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    classes = model.class_embeddings(["circle", "square"], templates=("a {}",))
+    np.testing.assert_allclose(np.linalg.norm(classes, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_queries_and_bad_prompts_are_refused(model):
+    with pytest.raises(ValueError, match="Nothing to encode: the text batch is empty"):
+        model.encode_text([])
+    with pytest.raises(ValueError, match="Nothing to encode: the image batch is empty"):
+        model.encode_image(np.zeros((0, 32, 32, 3), "uint8"))
+    with pytest.raises(ValueError, match="class_names is empty"):
+        model.classify(np.zeros((1, 32, 32, 3), "uint8"), [])
+    with pytest.raises(ValueError, match="needs a '\\{\\}'"):
+        model.class_embeddings(["circle"], templates=("a photo",))
+
+
+def test_trains_from_a_captioning_reader():
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+    captions = kerasmm.data.shapes(num_examples=8, batch_size=4, task="captioning")
+    history = model.fit(captions, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_diverged_temperature_stops_training_with_a_clear_error():
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+    model.logit_scale_variable.assign(float("nan"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature \\(logit_scale\\) is not finite"):
+        model.fit(kerasmm.data.shapes(num_examples=4, batch_size=4), epochs=1, verbose=0)
+
+
+def test_bad_configurations():
+    image = {"name": "cnn", "output_dim": 8, "filters": [8]}
+    text = {"name": "bow", "vocabulary_size": 20, "output_dim": 8}
+    with pytest.raises(ValueError, match="needs encoders for 'text' and one of 'image' or 'audio'"):
+        DualEncoderBackbone(encoders={"image": image}, embedding_dim=4, image_size=16)
+    with pytest.raises(ValueError, match="works on image, but was given for the 'text' tower"):
+        DualEncoderBackbone(encoders={"image": image, "text": image}, embedding_dim=4, image_size=16,
+                            sequence_length=4)
+    with pytest.raises(ValueError, match="embedding_dim must be a positive int"):
+        DualEncoderBackbone(encoders={"image": image, "text": text}, embedding_dim=0, image_size=16,
+                            sequence_length=4)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        kerasmm.zoo.get("tiny_dual_encoder", loss="triplet")

@@ -1,0 +1,71 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasmm.losses import contrastive
+
+
+def unit_rows(n, d, seed):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype("float32")
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def test_info_nce_matches_a_numpy_reference():
+    a, b = unit_rows(5, 4, 0), unit_rows(5, 4, 1)
+    scale = math.log(1 / 0.07)
+    logits = np.exp(scale) * a @ b.T
+    expected = -(np.trace(log_softmax(logits)) + np.trace(log_softmax(logits.T))) / (2 * 5)
+    np.testing.assert_allclose(float(contrastive.info_nce(a, b, scale)), expected, rtol=1e-5)
+
+
+def test_sigmoid_loss_matches_a_numpy_reference():
+    a, b = unit_rows(4, 3, 2), unit_rows(4, 3, 3)
+    scale, bias = math.log(10.0), -10.0
+    logits = 10.0 * a @ b.T + bias
+    signs = 2 * np.eye(4) - 1
+    expected = -np.mean(np.sum(-np.log1p(np.exp(-signs * logits)), axis=1))
+    np.testing.assert_allclose(float(contrastive.sigmoid_loss(a, b, scale, bias)), expected, rtol=1e-5)
+
+
+def test_alignment_loss_is_the_mean_squared_distance():
+    a, b = unit_rows(3, 4, 4), unit_rows(3, 4, 5)
+    expected = np.mean(np.sum((a - b) ** 2, axis=1))
+    np.testing.assert_allclose(float(contrastive.alignment_loss(a, b)), expected, rtol=1e-6)
+
+
+def test_temperature_is_clamped_at_ln_100():
+    a, b = unit_rows(4, 3, 6), unit_rows(4, 3, 7)
+    at_limit = contrastive.info_nce(a, b, math.log(100.0))
+    np.testing.assert_allclose(float(contrastive.info_nce(a, b, 50.0)), float(at_limit), rtol=1e-6)
+
+
+def test_matching_pairs_give_a_lower_loss_than_random_ones():
+    a = unit_rows(8, 16, 8)
+    assert float(contrastive.info_nce(a, a, 3.0)) < float(contrastive.info_nce(a, unit_rows(8, 16, 9), 3.0))
+
+
+def test_mismatched_batch_sizes_are_refused():
+    with pytest.raises(ValueError, match=r"image and text towers must give matching batch sizes"):
+        contrastive.info_nce(unit_rows(4, 3, 0), unit_rows(3, 3, 0), 1.0)
+    with pytest.raises(ValueError, match=r"audio and text towers must give matching embedding widths"):
+        contrastive.sigmoid_loss(unit_rows(4, 3, 0), unit_rows(4, 5, 0), 1.0, 0.0, names=("audio", "text"))
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 3)), tf.TensorSpec((None, 3))])
+    def dynamic(a, b):
+        return contrastive.info_nce(a, b, 1.0)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="matching batch sizes"):
+        dynamic(unit_rows(4, 3, 0), unit_rows(3, 3, 0))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_temperature_is_a_clear_error(bad):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="temperature \\(logit_scale\\) is not finite"):
+        contrastive.info_nce(unit_rows(2, 3, 0), unit_rows(2, 3, 1), bad)
