@@ -1,0 +1,67 @@
+"""The `kerasmm` command line: `kerasmm <command> ...`; `kerasmm <command> --help` for each.
+
+Each command is a module with `add_parser(subparsers)` (returns its
+`argparse` parser) and `run(args)` (returns an exit status); adding one is
+one line in `COMMANDS`. A user mistake (a `ValueError`, `FileNotFoundError`
+or `kerasmm.data.BadRecordError` out of `run`) prints one line,
+`kerasmm <command>: error: ...`, to stderr and exits with status 2.
+
+Example:
+```python
+from kerasmm.cli import main
+main(["search", "--help"])   # prints the search usage, exits 0
+```
+"""
+
+import argparse
+import sys
+
+from kerasmm.cli import search
+from kerasmm.version import __version__
+
+COMMANDS = (
+    search,
+)
+USAGE_ERROR = 2
+
+
+def build_parser():
+    """The `kerasmm` argument parser with every command of `COMMANDS` registered.
+
+    Example:
+    ```python
+    from kerasmm.cli import build_parser
+    args = build_parser().parse_args(["search", "a red circle", "--model", "m.keras", "--images", "photos"])
+    ```
+    """
+    parser = argparse.ArgumentParser(prog="kerasmm", description="kerasmm: multimodal models from the command line.")
+    parser.add_argument("--version", action="version", version=f"kerasmm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = command.add_parser(subparsers)
+        sub.set_defaults(_run=command.run, _prog=sub.prog)
+    return parser
+
+
+def one_line(error):
+    """An exception's message on a single line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv=None):
+    """Run `kerasmm` with `argv` (default: the process arguments); returns the exit status.
+
+    Example:
+    ```python
+    from kerasmm.cli import main
+    status = main(["search", "a red circle", "--model", "missing.keras", "--images", "."])   # 2
+    ```
+    """
+    from kerasmm.data.errors import BadRecordError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args)
+    except (ValueError, FileNotFoundError, BadRecordError) as error:
+        print(f"{args._prog}: error: {one_line(error)}", file=sys.stderr)
+        return USAGE_ERROR

@@ -1,0 +1,178 @@
+"""`kerasmm search`: find the images in a folder that best match text queries, with a saved dual encoder.
+
+Usage:
+    kerasmm search "a red circle" ["a blue square" ...] --model PATH --images DIR
+        [--k 5] [--out search_results.png] [--batch-size 256] [--on-error raise|skip]
+
+PATH is a `.keras` file, or a directory holding `model.keras`, of an
+image-text dual encoder (loaded with `safe_mode=True`). Every image under DIR
+(recursively; .jpg, .jpeg, .png, .gif, .bmp; hidden files left out) is
+embedded; for each query the `k` best matches are printed (rank, cosine
+score, path) and all matches are drawn into a contact-sheet PNG.
+
+Example:
+```python
+from kerasmm.cli import main
+main(["search", "a red circle", "--model", "run/model.keras", "--images", "photos", "--k", "3"])
+```
+"""
+
+import os
+import sys
+import warnings
+
+from kerasmm.data.image_ops import IMAGE_EXTENSIONS
+
+NAME = "search"
+DEFAULT_OUT = "search_results.png"
+_SHEET_MAX_COLUMNS = 10
+
+
+def add_parser(subparsers):
+    """Register `search` on an argparse subparsers object; returns its parser.
+
+    Example:
+    ```python
+    import argparse
+    from kerasmm.cli import search
+    parser = argparse.ArgumentParser(prog="kerasmm")
+    search.add_parser(parser.add_subparsers())
+    ```
+    """
+    summary = __doc__.splitlines()[0].split(": ", 1)[1]
+    parser = subparsers.add_parser(
+        NAME, help=summary, description=summary[0].upper() + summary[1:],
+        epilog="Example: kerasmm search \"a red circle\" --model run/model.keras --images photos --k 3",
+    )
+    parser.add_argument("queries", nargs="+", metavar="QUERY", help="text to search for (one or more)")
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="a .keras file, or a directory holding model.keras, of an image-text dual encoder")
+    parser.add_argument("--images", required=True, metavar="DIR",
+                        help=f"folder searched recursively for images ({', '.join(IMAGE_EXTENSIONS)})")
+    parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="PNG",
+                        help=f"contact sheet of the matches (default {DEFAULT_OUT} in the current directory)")
+    parser.add_argument("--batch-size", type=int, default=256, metavar="N",
+                        help="images embedded at a time (default 256)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="an unreadable image stops the search (raise, default) or is left out (skip)")
+    return parser
+
+
+def find_images(directory):
+    """Sorted paths of the image files under `directory` (recursive; hidden files and folders left out).
+
+    Example:
+    ```python
+    from kerasmm.cli.search import find_images
+    find_images(".")   # ['./a.png', './photos/b.jpg', ...]
+    ```
+    """
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"No image folder at {directory}.")
+    paths = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        paths.extend(
+            os.path.join(root, name) for name in sorted(files)
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    if not paths:
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {directory}.")
+    return paths
+
+
+def load_dual_encoder(path):
+    """Load an image-text dual encoder from a `.keras` file or a directory holding `model.keras`.
+
+    Example:
+    ```python
+    from kerasmm.cli.search import load_dual_encoder
+    model = load_dual_encoder("run")   # reads run/model.keras
+    ```
+    """
+    import zipfile
+
+    import keras
+
+    from kerasmm.builders.dual_encoder import DualEncoder
+
+    if os.path.isdir(path):
+        file = os.path.join(path, "model.keras")
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"The model directory {path} holds no model.keras.")
+    elif os.path.isfile(path):
+        file = path
+    else:
+        raise FileNotFoundError(f"No model at {path} (give a .keras file or a directory holding model.keras).")
+    if not file.endswith(".keras"):
+        raise ValueError(f"{file} is not a .keras model file.")
+    if not zipfile.is_zipfile(file):
+        raise ValueError(f"{file} is not a .keras model file (not a zip archive).")
+    with warnings.catch_warnings():
+        # A model saved after training carries optimizer state that inference does not need.
+        warnings.filterwarnings("ignore", message=r".*(optimizer|compile)", category=UserWarning)
+        try:
+            model = keras.saving.load_model(file, safe_mode=True)
+        except (TypeError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"Cannot load the model in {file}: {error}") from None
+    if not isinstance(model, DualEncoder):
+        raise ValueError(f"The model in {file} is a {type(model).__name__}, not a dual encoder; "
+                         "search needs an image-text dual encoder (e.g. a trained kerasmm 'dual_encoder').")
+    if model.query_modality != "image":
+        raise ValueError(f"The model in {file} pairs text with {model.query_modality}, not images; "
+                         "search needs an image-text dual encoder.")
+    return model
+
+
+def sheet_captions(queries, results):
+    """Captions for the contact sheet: rank, score and file name; each query's first match also names it."""
+    captions = []
+    for query, matches in zip(queries, results):
+        for rank, (key, score) in enumerate(matches, 1):
+            caption = f"{rank}. {score:.3f}  {os.path.basename(str(key))}"
+            captions.append(f"\"{query}\"\n{caption}" if rank == 1 else caption)
+    return captions
+
+
+def run(args):
+    """Run `kerasmm search` on parsed arguments; returns the exit status (0).
+
+    Example:
+    ```python
+    from kerasmm.cli import build_parser, search
+    args = build_parser().parse_args(["search", "a red circle", "--model", "run", "--images", "photos"])
+    search.run(args)
+    ```
+    """
+    from kerasmm.retrieval import Index, contact_sheet
+
+    queries = list(args.queries)
+    for i, query in enumerate(queries, 1):
+        if not query.strip():
+            raise ValueError(f"Query {i} is empty; give some words to search for.")
+    if args.k < 1:
+        raise ValueError(f"--k must be at least 1, got {args.k}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    paths = find_images(args.images)
+    model = load_dual_encoder(args.model)
+
+    index = Index.from_images(model, paths=paths, batch_size=args.batch_size, on_error=args.on_error)
+    if len(index.skipped):
+        print(f"kerasmm {NAME}: warning: {index.skipped.summary()}", file=sys.stderr)
+    print(f"Indexed {len(index)} image(s) under {args.images}.")
+    results = index.search_text(model, queries, k=args.k)
+    for query, matches in zip(queries, results):
+        print(f"\n\"{query}\"")
+        for rank, (path, score) in enumerate(matches, 1):
+            print(f"  {rank:>3}  {score:6.3f}  {path}")
+
+    out = args.out
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    columns = min(len(results[0]), _SHEET_MAX_COLUMNS)
+    items = [path for matches in results for path, _ in matches]
+    contact_sheet(items, sheet_captions(queries, results), out, columns=columns)
+    print(f"\nContact sheet: {out}")
+    return 0

@@ -1,0 +1,155 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kerasmm
+from kerasmm.data import BadRecordError
+from kerasmm.retrieval import Index, contact_sheet
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kerasmm.zoo.get("tiny_dual_encoder")
+
+
+@pytest.fixture(scope="module")
+def images():
+    features, _ = kerasmm.data.shapes_arrays(num_examples=N, image_size=32)
+    return features["image"]
+
+
+@pytest.fixture(scope="module")
+def paths(images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gallery")
+    written = []
+    for i, image in enumerate(images):
+        path = str(folder / f"{i:02d}.png")
+        Image.fromarray(image).save(path)
+        written.append(path)
+    return written
+
+
+@pytest.fixture(scope="module")
+def index(model, paths):
+    return Index.from_images(model, paths=paths, batch_size=5)
+
+
+def broken_png(folder, name="broken.png"):
+    path = str(folder / name)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10 + b"IEND")
+    return path
+
+
+def test_index_from_files_and_from_array_agree(model, images, paths, index):
+    assert len(index) == N and index.keys == paths
+    assert index.embeddings.shape == (N, 16) and index.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-5)
+    from_array = Index.from_images(model, images=images, batch_size=7)
+    assert from_array.keys == list(range(N))
+    np.testing.assert_allclose(from_array.embeddings, index.embeddings, atol=1e-5)  # PNG is lossless
+    assert index.metadata["embedding_dim"] == 16 and "created" in index.metadata and len(index.skipped) == 0
+
+
+def test_text_search_is_ranked_by_dot_product(model, index):
+    queries = ["a red circle", "a large blue square"]
+    results = index.search_text(model, queries, k=5)
+    text = model.encode_text(queries)
+    assert len(results) == 2
+    for query_embedding, matches in zip(text, results):
+        assert len(matches) == 5 and len({key for key, _ in matches}) == 5
+        scores = [score for _, score in matches]
+        assert scores == sorted(scores, reverse=True)
+        for key, score in matches:
+            assert score == pytest.approx(float(index.embeddings[index.keys.index(key)] @ query_embedding), abs=1e-5)
+        best_possible = float(np.max(index.embeddings @ query_embedding))
+        assert scores[0] == pytest.approx(best_possible, abs=1e-5)
+
+
+def test_image_query_finds_itself_first(model, images, index, paths):
+    results = index.search_image(model, images[[0, 5, 11]], k=3)
+    for i, matches in zip([0, 5, 11], results):
+        key, score = matches[0]
+        assert key == paths[i] and score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_top_k_matches_a_full_sort_and_clamps_k():
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(500, 8)).astype("float32")
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    queries = gallery[:3] + 0.1 * rng.normal(size=(3, 8)).astype("float32")
+    index = Index(gallery)
+    for k in (1, 7, 500, 1000):
+        results = index.search(queries, k=k)
+        expected = np.argsort(-(queries @ gallery.T), axis=1)[:, : min(k, 500)]
+        assert [[key for key, _ in row] for row in results] == expected.tolist()
+    assert index.search(queries[0], k=2)[0][0][0] == 0  # a single 1-D query
+
+
+def test_save_load_round_trip(model, index, images, tmp_path):
+    for built, name in ((index, "paths.npz"), (Index.from_images(model, images=images), "rows.idx")):
+        path = built.save(tmp_path / name)
+        assert path == str(tmp_path / name) and os.path.isfile(path)  # saved at exactly the given name
+        loaded = Index.load(path)
+        assert loaded.keys == built.keys and type(loaded.keys[0]) is type(built.keys[0])
+        np.testing.assert_array_equal(loaded.embeddings, built.embeddings)
+        assert loaded.metadata == built.metadata
+        assert loaded.search_text(model, ["a circle"], k=3) == built.search_text(model, ["a circle"], k=3)
+
+
+def test_load_refuses_files_that_are_not_indexes(paths, tmp_path):
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    np.savez(tmp_path / "other.npz", embeddings=np.zeros((2, 2)))
+    for path in (paths[0], tmp_path / "array.npy", tmp_path / "other.npz"):
+        with pytest.raises(ValueError, match="not a kerasmm retrieval index"):
+            Index.load(path)
+    with pytest.raises(FileNotFoundError):
+        Index.load(tmp_path / "missing.npz")
+
+
+def test_user_mistakes_are_clear_errors(model, index):
+    with pytest.raises(ValueError, match="empty gallery"):
+        Index.from_images(model, images=np.zeros((0, 32, 32, 3), "uint8"))
+    with pytest.raises(ValueError, match="empty gallery"):
+        Index.from_images(model, paths=[])
+    with pytest.raises(ValueError, match="empty gallery"):
+        Index(np.zeros((0, 16), "float32"))
+    for queries in ([], [""], ["a circle", "  "]):
+        with pytest.raises(ValueError, match="[Nn]o queries|empty"):
+            index.search_text(model, queries)
+    with pytest.raises(ValueError, match="No query images"):
+        index.search_image(model, np.zeros((0, 32, 32, 3), "uint8"))
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            index.search_text(model, ["a circle"], k=k)
+    narrow = Index(np.eye(8, dtype="float32"))
+    with pytest.raises(ValueError, match=r"model embeds into 16 .* index holds 8"):
+        narrow.search_text(model, ["a circle"])
+    with pytest.raises(ValueError, match=r"width 16 .* width 8"):
+        narrow.search(np.ones((1, 16), "float32"))
+
+
+def test_broken_file_raises_or_is_skipped(model, paths, tmp_path):
+    broken = broken_png(tmp_path)
+    gallery = paths[:3] + [broken] + paths[3:5]
+    with pytest.raises(BadRecordError, match="broken.png"):
+        Index.from_images(model, paths=gallery)
+    index = Index.from_images(model, paths=gallery, on_error="skip")
+    assert index.keys == paths[:5] and [source for source, _ in index.skipped] == [broken]
+    with pytest.raises(ValueError, match="empty gallery"):
+        Index.from_images(model, paths=[broken, str(tmp_path / "missing.jpg")], on_error="skip")
+
+
+def test_contact_sheet_writes_a_png(paths, images, tmp_path):
+    out = contact_sheet(paths[:7], [f"{0.9 - i / 10:.3f} {i}" for i in range(7)], tmp_path / "sheet.png", columns=3)
+    with Image.open(out) as sheet:
+        assert sheet.format == "PNG" and sheet.size == (600, 750)  # 3 columns x 3 rows of 200 x 250 px
+    out = contact_sheet(list(images[:2]), ["a", "b\nsecond line"], str(tmp_path / "arrays.png"))
+    with Image.open(out) as sheet:
+        assert sheet.size == (400, 250)  # columns cut to the number of images
+    with pytest.raises(ValueError, match="one caption per image"):
+        contact_sheet(paths[:2], ["only one"], tmp_path / "x.png")
