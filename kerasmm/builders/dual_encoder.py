@@ -10,6 +10,7 @@ from kerasmm import encoders as encoder_registry
 from kerasmm.builders.backbone import model_inputs
 from kerasmm.builders.task import ZooTask
 from kerasmm.losses import contrastive
+from kerasmm.metrics import RetrievalMetrics
 from kerasmm.registry import resolve
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
@@ -127,6 +128,11 @@ class DualEncoder(ZooTask):
             "alignment" (mean squared distance of pairs, no negatives).
         logit_scale: initial log of the inverse temperature.
         logit_bias: initial bias of the sigmoid loss.
+        retrieval_capacity: rows `evaluate` can rank at once. `evaluate`
+            reports recall@1/5/10 both ways and mean/median ranks over the
+            whole evaluation set (see `kerasmm.metrics.RetrievalMetrics`);
+            each row is its own pair (integer targets such as class labels
+            are not treated as image ids).
 
     Example:
     ```python
@@ -138,7 +144,7 @@ class DualEncoder(ZooTask):
     """
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
-                 logit_bias=-10.0, **kwargs):
+                 logit_bias=-10.0, retrieval_capacity=10000, **kwargs):
         if not isinstance(backbone, DualEncoderBackbone):
             raise ValueError(f"backbone must be a DualEncoderBackbone, got {type(backbone).__name__}.")
         if loss not in contrastive.LOSSES:
@@ -159,10 +165,17 @@ class DualEncoder(ZooTask):
             shape=(), initializer=keras.initializers.Constant(logit_bias), name="logit_bias",
             trainable=loss == "sigmoid",
         )
+        # Updated by compute_metrics while evaluating: Keras gives a compiled
+        # metric one output tensor, and retrieval needs both towers.
+        self.retrieval_metrics = RetrievalMetrics(
+            capacity=retrieval_capacity, embedding_dim=backbone.embedding_dim,
+            query_key=f"{backbone.query_modality}_embedding", gallery_key="text_embedding", group_key="rows",
+        )
 
         # === Config ===
         self.logit_scale = logit_scale
         self.logit_bias = logit_bias
+        self.retrieval_capacity = retrieval_capacity
 
     @property
     def query_modality(self):
@@ -189,6 +202,22 @@ class DualEncoder(ZooTask):
         for extra in self.losses:
             value = value + self._aggregate_additional_loss(extra)
         return value
+
+    def evaluate(self, *args, **kwargs):
+        self._evaluating = True  # read while evaluate traces its test step
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._evaluating = False
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        evaluating = getattr(self, "_evaluating", False)
+        if evaluating:
+            self.retrieval_metrics.update_state(y, y_pred, sample_weight)
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if not evaluating:  # training steps neither collect rows nor log the (empty) scores
+            logs = {k: v for k, v in logs.items() if k not in self.retrieval_metrics.result_keys}
+        return logs
 
     # --- inference helpers (raw inputs in, numpy out) --------------------------
 
@@ -241,6 +270,11 @@ class DualEncoder(ZooTask):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"loss": self.contrastive_loss, "logit_scale": self.logit_scale, "logit_bias": self.logit_bias}
+            {
+                "loss": self.contrastive_loss,
+                "logit_scale": self.logit_scale,
+                "logit_bias": self.logit_bias,
+                "retrieval_capacity": self.retrieval_capacity,
+            }
         )
         return config

@@ -75,3 +75,15 @@ def test_bad_configurations():
                             sequence_length=4)
     with pytest.raises(ValueError, match="loss must be one of"):
         kerasmm.zoo.get("tiny_dual_encoder", loss="triplet")
+
+
+def test_evaluate_reports_recall_over_the_whole_set(model):
+    from kerasmm.metrics import paired_retrieval_scores
+
+    held_out = kerasmm.data.shapes(num_examples=12, batch_size=4, task="captioning", split="test")
+    logs = model.evaluate(held_out, verbose=0, return_dict=True)
+    features, captions = kerasmm.data.shapes_arrays(num_examples=12, task="captioning", split="test")
+    expected = paired_retrieval_scores(model.encode_image(features["image"]), model.encode_text(list(captions)))
+    assert "text_to_image_recall@1" in expected
+    for key, value in expected.items():
+        assert logs[key] == pytest.approx(value, abs=1e-5), key

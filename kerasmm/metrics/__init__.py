@@ -1,0 +1,16 @@
+"""Evaluation metrics: `kerasmm.metrics.RetrievalMetrics` and friends.
+
+Example:
+```python
+import numpy as np
+from kerasmm.metrics import retrieval_scores
+scores = retrieval_scores(np.eye(4, dtype="float32"), np.eye(4, dtype="float32"))
+scores["recall@1"]   # 1.0
+```
+"""
+
+from kerasmm.metrics.retrieval import (  # noqa: F401
+    RetrievalMetrics,
+    paired_retrieval_scores,
+    retrieval_scores,
+)
