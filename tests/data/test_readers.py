@@ -335,3 +335,19 @@ def test_readers_feed_a_zoo_classifier(tmp_path):
     for ds in datasets:
         history = model.fit(ds, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
+
+
+def test_readers_feed_a_dual_encoder(tmp_path):
+    examples = shapes_examples()
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+    coco_dir = os.path.join(str(tmp_path), "coco")
+    os.makedirs(coco_dir)
+    datasets = [
+        from_coco(make_coco(coco_dir, examples), coco_dir, image_size=32, batch_size=3),  # caption targets
+        from_folder(make_folder(os.path.join(str(tmp_path), "folder"), examples), image_size=32, batch_size=3),
+    ]
+    for ds in datasets:
+        history = model.fit(ds, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+    logs = model.evaluate(datasets[0], verbose=0, return_dict=True)
+    assert 0.0 <= logs["text_to_image_recall@1"] <= 1.0
