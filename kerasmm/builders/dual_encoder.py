@@ -130,9 +130,11 @@ class DualEncoder(ZooTask):
         logit_bias: initial bias of the sigmoid loss.
         retrieval_capacity: rows `evaluate` can rank at once. `evaluate`
             reports recall@1/5/10 both ways and mean/median ranks over the
-            whole evaluation set (see `kerasmm.metrics.RetrievalMetrics`);
-            each row is its own pair (integer targets such as class labels
-            are not treated as image ids).
+            whole evaluation set (see `kerasmm.metrics.RetrievalMetrics`).
+        retrieval_groups: "rows" (each row is its own pair; integer targets
+            such as class labels are ignored) or "targets" (integer targets
+            are image ids, e.g. `from_coco(captions="all", target="image_id")`:
+            every caption of an image counts as its match).
 
     Example:
     ```python
@@ -144,9 +146,11 @@ class DualEncoder(ZooTask):
     """
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
-                 logit_bias=-10.0, retrieval_capacity=10000, **kwargs):
+                 logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", **kwargs):
         if not isinstance(backbone, DualEncoderBackbone):
             raise ValueError(f"backbone must be a DualEncoderBackbone, got {type(backbone).__name__}.")
+        if retrieval_groups not in ("rows", "targets"):
+            raise ValueError(f"retrieval_groups must be 'rows' or 'targets', got {retrieval_groups!r}.")
         if loss not in contrastive.LOSSES:
             raise ValueError(f"loss must be one of {contrastive.LOSSES}, got {loss!r}.")
         # === Layers ===
@@ -169,13 +173,15 @@ class DualEncoder(ZooTask):
         # metric one output tensor, and retrieval needs both towers.
         self.retrieval_metrics = RetrievalMetrics(
             capacity=retrieval_capacity, embedding_dim=backbone.embedding_dim,
-            query_key=f"{backbone.query_modality}_embedding", gallery_key="text_embedding", group_key="rows",
+            query_key=f"{backbone.query_modality}_embedding", gallery_key="text_embedding",
+            group_key="rows" if retrieval_groups == "rows" else None,
         )
 
         # === Config ===
         self.logit_scale = logit_scale
         self.logit_bias = logit_bias
         self.retrieval_capacity = retrieval_capacity
+        self.retrieval_groups = retrieval_groups
 
     @property
     def query_modality(self):
@@ -275,6 +281,7 @@ class DualEncoder(ZooTask):
                 "logit_scale": self.logit_scale,
                 "logit_bias": self.logit_bias,
                 "retrieval_capacity": self.retrieval_capacity,
+                "retrieval_groups": self.retrieval_groups,
             }
         )
         return config

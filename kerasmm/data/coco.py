@@ -33,8 +33,10 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     drawn afresh each epoch; `"all"` one example per (image, caption) pair.
     When images carry a `category_id` (with `categories[]` naming them), they
     are labelled too: `target="label"` then trains a classifier on image +
-    caption; the default `target` is "text" (captions as targets, for
-    captioners) unless only labels make sense. An annotation whose
+    caption. `target="image_id"` keeps image + caption as features with the
+    COCO image id as target, so retrieval metrics can count every caption of
+    an image as its match. The default `target` is "text" (captions as
+    targets, for captioners). An annotation whose
     `image_id` has no image, an empty or non-UTF-8 caption and a missing or
     broken image file are bad records (see `kerasmm.data.errors`).
 
@@ -46,6 +48,9 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
                                 image_size=224, batch_size=64, shuffle=True)
     ```
     """
+    if target == "image_id":
+        if captions != "all":
+            raise ValueError("target='image_id' pairs each caption with its image id: use captions='all'.")
     if captions not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}.")
     data = load_coco_json(annotations_json)
@@ -80,6 +85,8 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
         image = images[image_id]
         path = resolve_path(image_dir, image["file_name"])
         label = label_of[image["category_id"]] if labelled else None
+        if target == "image_id":
+            label = int(image_id)
         if captions == "all":
             for source, caption in annotations:
                 table.add(source, image=path, text=caption, label=label)
@@ -88,4 +95,7 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
                       captions=[c for _, c in annotations], label=label)
     if target is None:
         target = "text"
+    if target == "image_id":
+        table.class_names = None
+        target = "label"
     return table.dataset(target=target, **pipeline_kwargs)

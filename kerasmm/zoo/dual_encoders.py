@@ -19,11 +19,12 @@ DUAL_ENCODER_DEFAULTS = {
     "audio_length": 4000,
     "vocabulary": None,
     "learning_rate": 1e-3,
+    "retrieval_groups": "rows",
 }
 
 
 def build_dual_encoder(task, encoders, embedding_dim, loss, logit_scale, logit_bias, image_size, sequence_length,
-                       audio_length, vocabulary, learning_rate):
+                       audio_length, vocabulary, learning_rate, retrieval_groups):
     """Build and compile a `DualEncoder` from an architecture dict."""
     del task
     built, tokenizer = build_encoders(encoders, vocabulary, image_size, sequence_length)
@@ -44,7 +45,7 @@ def build_dual_encoder(task, encoders, embedding_dim, loss, logit_scale, logit_b
         text_from_targets=True,
     )
     model = DualEncoder(backbone, preprocessor=preprocessor, loss=loss, logit_scale=logit_scale,
-                        logit_bias=logit_bias, compile=False)
+                        logit_bias=logit_bias, retrieval_groups=retrieval_groups, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
 

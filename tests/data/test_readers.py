@@ -351,3 +351,22 @@ def test_readers_feed_a_dual_encoder(tmp_path):
         assert np.isfinite(history.history["loss"][0])
     logs = model.evaluate(datasets[0], verbose=0, return_dict=True)
     assert 0.0 <= logs["text_to_image_recall@1"] <= 1.0
+
+
+def test_coco_image_ids_make_every_caption_count_in_retrieval(tmp_path):
+    from kerasmm.metrics import paired_retrieval_scores
+
+    examples = shapes_examples(3)
+    path = make_coco(str(tmp_path), examples, captions_per_image=2)
+    ds = from_coco(path, str(tmp_path), captions="all", target="image_id", image_size=32, batch_size=4)
+    ids = np.concatenate([y.numpy() for _, y in ds])
+    assert sorted(ids) == [100, 100, 101, 101, 102, 102]
+    model = kerasmm.zoo.get("tiny_dual_encoder", retrieval_groups="targets")
+    logs = model.evaluate(ds, verbose=0, return_dict=True)
+    images = np.concatenate([f["image"].numpy() for f, _ in ds])
+    texts = [t.decode() for f, _ in ds for t in f["text"].numpy()]
+    expected = paired_retrieval_scores(model.encode_image(images), model.encode_text(texts), groups=ids)
+    for key, value in expected.items():
+        assert logs[key] == pytest.approx(value, abs=1e-5), key
+    with pytest.raises(ValueError, match="use captions='all'"):
+        from_coco(path, str(tmp_path), target="image_id")
