@@ -24,8 +24,30 @@ def model_inputs(modalities, image_size=None, sequence_length=None, audio_length
     return inputs
 
 
-def _serialize_layers(layers):
-    return {k: keras.layers.serialize(v) for k, v in layers.items()}
+def resolve_encoders(encoders, slot="input"):
+    """Encoders by modality from names, spec dicts or layers, each checked against its modality."""
+    if not isinstance(encoders, dict) or not encoders:
+        raise ValueError(f"encoders must be a non-empty dict modality → encoder, got {encoders!r}.")
+    built = {}
+    for modality, spec in encoders.items():
+        if modality not in MODALITIES:
+            raise ValueError(f"Unknown modality {modality!r}; valid modalities: {list(MODALITIES)}.")
+        encoder = resolve(encoder_registry.ENCODERS, spec)
+        if encoder.modality != modality:
+            raise ValueError(
+                f"Encoder {type(encoder).__name__} works on {encoder.modality}, "
+                f"but was given for the {modality!r} {slot}."
+            )
+        built[modality] = encoder
+    return built
+
+
+def serialize_encoders(encoders):
+    return {m: keras.layers.serialize(e) for m, e in encoders.items()}
+
+
+def deserialize_encoders(configs):
+    return {m: keras.layers.deserialize(c) for m, c in configs.items()}
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -72,19 +94,7 @@ class MultimodalBackbone(keras_hub.models.Backbone):
         **kwargs,
     ):
         # === Layers ===
-        if not isinstance(encoders, dict) or not encoders:
-            raise ValueError(f"encoders must be a non-empty dict modality → encoder, got {encoders!r}.")
-        built = {}
-        for modality, spec in encoders.items():
-            if modality not in MODALITIES:
-                raise ValueError(f"Unknown modality {modality!r}; valid modalities: {list(MODALITIES)}.")
-            encoder = resolve(encoder_registry.ENCODERS, spec)
-            if encoder.modality != modality:
-                raise ValueError(
-                    f"Encoder {type(encoder).__name__} works on {encoder.modality}, "
-                    f"but was given for the {modality!r} input."
-                )
-            built[modality] = encoder
+        built = resolve_encoders(encoders)
         modalities = [m for m in MODALITIES if m in built]
         image_size = _pair(image_size) if image_size is not None else None
         if "text" in built and not sequence_length:
@@ -118,7 +128,7 @@ class MultimodalBackbone(keras_hub.models.Backbone):
         config = super().get_config()
         config.update(
             {
-                "encoders": _serialize_layers(self.encoder_layers),
+                "encoders": serialize_encoders(self.encoder_layers),
                 "fusion": keras.layers.serialize(self.fusion),
                 "image_size": self.image_size,
                 "sequence_length": self.sequence_length,
@@ -130,7 +140,7 @@ class MultimodalBackbone(keras_hub.models.Backbone):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["encoders"] = {k: keras.layers.deserialize(v) for k, v in config["encoders"].items()}
+        config["encoders"] = deserialize_encoders(config["encoders"])
         config["fusion"] = keras.layers.deserialize(config["fusion"])
         return super().from_config(config)
 

@@ -6,12 +6,10 @@ import keras
 import keras_hub
 import numpy as np
 
-from kerasmm import encoders as encoder_registry
-from kerasmm.builders.backbone import model_inputs
+from kerasmm.builders.backbone import deserialize_encoders, model_inputs, resolve_encoders, serialize_encoders
 from kerasmm.builders.task import ZooTask
 from kerasmm.losses import contrastive
 from kerasmm.metrics import RetrievalMetrics
-from kerasmm.registry import resolve
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.")
@@ -53,15 +51,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
             )
         if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
-        built = {}
-        for modality, spec in encoders.items():
-            encoder = resolve(encoder_registry.ENCODERS, spec)
-            if encoder.modality != modality:
-                raise ValueError(
-                    f"Encoder {type(encoder).__name__} works on {encoder.modality}, "
-                    f"but was given for the {modality!r} tower."
-                )
-            built[modality] = encoder
+        built = resolve_encoders(encoders, slot="tower")
         self.encoder_layers = built
         self.projections = {
             m: keras.layers.Dense(embedding_dim, use_bias=False, name=f"{m}_projection") for m in built
@@ -95,7 +85,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
         config = super().get_config()
         config.update(
             {
-                "encoders": {m: keras.layers.serialize(e) for m, e in self.encoder_layers.items()},
+                "encoders": serialize_encoders(self.encoder_layers),
                 "embedding_dim": self.embedding_dim,
                 "image_size": self.image_size,
                 "sequence_length": self.sequence_length,
@@ -107,7 +97,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["encoders"] = {m: keras.layers.deserialize(e) for m, e in config["encoders"].items()}
+        config["encoders"] = deserialize_encoders(config["encoders"])
         return super().from_config(config)
 
 
