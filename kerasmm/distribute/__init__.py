@@ -1,0 +1,15 @@
+"""tf.distribute for kerasmm: pick a strategy from the hardware and the cluster spec.
+
+Models never import this package: strategies are applied from outside
+(`with strategy.scope(): model = kerasmm.zoo.get(...)`).
+
+Example:
+```python
+import kerasmm
+strategy = kerasmm.distribute.get_strategy()          # "auto"
+with strategy.scope():
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+```
+"""
+
+from kerasmm.distribute.strategy import KINDS, cluster_spec, get_strategy  # noqa: F401
