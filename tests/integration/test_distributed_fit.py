@@ -1,0 +1,30 @@
+"""`fit` of every tiny zoo entry under MirroredStrategy on 2 logical CPU devices matches one device."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import kerasmm
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_fit.py")
+TINY = [n for n in kerasmm.zoo.list(include_tiny=True) if n.startswith("tiny_")]
+
+
+@pytest.fixture(scope="module")
+def reports():
+    result = subprocess.run([sys.executable, SCRIPT, *TINY], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {r["name"]: r for r in lines}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", TINY)
+def test_weights_after_fit_match_a_single_device_run(reports, name):
+    report = reports[name]
+    assert report["replicas"] == 2
+    assert report["max_weight_change"] > 1e-3  # the steps did train
+    assert report["max_weight_diff"] <= 1e-5
