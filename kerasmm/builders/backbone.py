@@ -96,7 +96,7 @@ class MultimodalBackbone(keras_hub.models.Backbone):
         # === Layers ===
         built = resolve_encoders(encoders)
         modalities = [m for m in MODALITIES if m in built]
-        image_size = _pair(image_size) if image_size is not None else None
+        image_size = image_pair(image_size) if image_size is not None else None
         if "text" in built and not sequence_length:
             raise ValueError("A text encoder needs sequence_length (token ids per text).")
         if "audio" in built and not audio_length:
@@ -145,7 +145,8 @@ class MultimodalBackbone(keras_hub.models.Backbone):
         return super().from_config(config)
 
 
-def _pair(size):
+def image_pair(size):
+    """(height, width) from an int or a pair."""
     if isinstance(size, int):
         return (size, size)
     size = tuple(int(s) for s in size)

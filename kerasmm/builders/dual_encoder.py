@@ -6,7 +6,13 @@ import keras
 import keras_hub
 import numpy as np
 
-from kerasmm.builders.backbone import deserialize_encoders, model_inputs, resolve_encoders, serialize_encoders
+from kerasmm.builders.backbone import (
+    deserialize_encoders,
+    image_pair,
+    model_inputs,
+    resolve_encoders,
+    serialize_encoders,
+)
 from kerasmm.builders.task import ZooTask
 from kerasmm.losses import contrastive
 from kerasmm.metrics import RetrievalMetrics
@@ -60,7 +66,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
 
         # === Functional Model ===
         modalities = sorted(built)
-        image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
+        image_size = image_pair(image_size) if image_size is not None else None
         inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
         inputs = {m: inputs[m] for m in modalities}  # no presence masks: both towers always run
         outputs = {
@@ -72,7 +78,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
         # === Config ===
         self.modalities = modalities
         self.embedding_dim = embedding_dim
-        self.image_size = tuple(image_size) if image_size is not None else None
+        self.image_size = image_size
         self.sequence_length = sequence_length
         self.audio_length = audio_length
 
