@@ -134,6 +134,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
     def _prepare_image(self, images):
         if images.shape.rank != 4 or (images.shape[-1] is not None and images.shape[-1] != 3):
             raise ValueError(f"Images must be [batch, height, width, 3] pixels, got shape {images.shape}.")
+        if not (images.dtype.is_integer or images.dtype.is_floating):
+            raise ValueError(f"Images must be integer or float pixels, got dtype {images.dtype.name}.")
         if images.dtype == tf.uint8:
             images = tf.cast(images, "float32") / 255.0
         else:

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerasmm.layers.modality_dropout import drop_modalities
+
 MASK_SUFFIX = "_mask"
 PADDING_SUFFIX = "_padding_mask"
 
@@ -97,11 +99,7 @@ class Fusion(keras.layers.Layer):
                 columns.append(ops.cast(present, self.compute_dtype))
         present = ops.stack(columns, axis=1)
         if training and self.modality_dropout > 0.0:
-            keep = keras.random.uniform(ops.shape(present), seed=self._seed_generator) >= self.modality_dropout
-            dropped = present * ops.cast(keep, present.dtype)
-            # An example that would lose every modality keeps what it had.
-            any_left = ops.sum(dropped, axis=1, keepdims=True) > 0
-            present = ops.where(any_left, dropped, present)
+            present = drop_modalities(present, self.modality_dropout, self._seed_generator)
         return present
 
     @staticmethod

@@ -23,6 +23,11 @@ def load_vocabulary(vocabulary):
     return vocabulary
 
 
+def tokenizer_for(vocabulary):
+    """The lowercasing WordPiece tokenizer of a vocabulary setting (see `load_vocabulary`)."""
+    return keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
+
+
 def _init_params(encoder_name):
     return inspect.signature(encoder_registry.lookup(encoder_name).__init__).parameters
 
@@ -57,7 +62,7 @@ def build_encoders(encoders, vocabulary, image_size, sequence_length):
     encoders = copy.deepcopy(encoders)
     tokenizer = None
     if "text" in encoders:
-        tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
+        tokenizer = tokenizer_for(vocabulary)
         encoders["text"] = _text_encoder_spec(encoders["text"], tokenizer.vocabulary_size(), sequence_length)
     if "image" in encoders:
         encoders["image"] = _image_encoder_spec(encoders["image"], image_size)

@@ -1,0 +1,280 @@
+"""Transformer captioners: context (image/audio) → causal decoder → caption, generated in-graph."""
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from kerasmm import generation
+from kerasmm.builders.captioner_backbone import CaptionerBackbone
+from kerasmm.builders.task import ZooTask
+from kerasmm.losses.sequence import SmoothedSparseCrossentropy
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class Captioner(ZooTask):
+    """Writes captions for images (and/or audio) with a KV-cached transformer decoder.
+
+    `fit` takes raw `(features, captions)` batches from any kerasmm reader
+    (teacher forcing; the loss is masked on padding); `generate` writes
+    captions with the whole decoding loop in one TF graph: the context and
+    the cross-attention keys/values are computed once, each step runs the
+    decoder on one token against a self-attention KV cache, and the loop
+    stops when every row has written the end token. `evaluate` generates
+    greedily in the graph and reports BLEU-4 and CIDEr-D against the
+    reference captions.
+
+    Args:
+        backbone: a `CaptionerBackbone`.
+        preprocessor: a `CaptionerPreprocessor` (carries the tokenizer).
+        label_smoothing: float in [0, 1), for the training loss.
+        sampler: the default sampler of `generate`: "greedy", "beam",
+            "top_k", "top_p" or a keras_hub `Sampler`.
+        start_id, end_id: ids of the tokens that open and close a caption;
+            default: the preprocessor's. Kept in the config, so a loaded
+            model decodes before its vocabulary asset is read.
+
+    Example:
+    ```python
+    import kerasmm
+    model = kerasmm.zoo.get("tiny_captioner")
+    data = kerasmm.data.shapes(num_examples=8, batch_size=4, task="captioning")
+    model.fit(data, epochs=1)
+    images, _ = next(iter(data))
+    model.generate(images, max_length=12)        # a list of caption strings
+    ```
+    """
+
+    def __init__(self, backbone, preprocessor=None, label_smoothing=0.0, sampler="greedy", start_id=None, end_id=None,
+                 **kwargs):
+        if not isinstance(backbone, CaptionerBackbone):
+            raise ValueError(f"backbone must be a CaptionerBackbone, got {type(backbone).__name__}.")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
+            0.0 <= label_smoothing < 1.0
+        ):
+            raise ValueError(f"label_smoothing must be a float in [0, 1), got {label_smoothing!r}.")
+        if isinstance(sampler, str):
+            generation.get_sampler(sampler)  # unknown names fail here, not at the first generate
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Config === (before the functional init, whose default compile reads it)
+        self.label_smoothing = float(label_smoothing)
+        self.sampler = sampler
+        if preprocessor is not None:
+            start_id = preprocessor.start_id if start_id is None else start_id
+            end_id = preprocessor.end_id if end_id is None else end_id
+        self.start_id = start_id
+        self.end_id = end_id
+        self._generate_functions = {}
+
+        # === Functional Model ===
+        inputs = dict(backbone.input)
+        hidden = backbone(inputs)
+        logits = backbone.token_embedding(hidden, reverse=True)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.caption_metrics = self._default_caption_metrics()
+
+    # --- training and evaluation -------------------------------------------------
+
+    def compile(self, optimizer="auto", loss="auto", *, weighted_metrics="auto", caption_metrics="auto", **kwargs):
+        """`keras.Model.compile` with defaults: Adam(1e-3), masked cross-entropy, token accuracy.
+
+        `caption_metrics` (default BLEU-4 and CIDEr-D) are scored on greedy
+        generations during `evaluate` only; pass `[]` to skip generation there.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if loss == "auto":
+            loss = SmoothedSparseCrossentropy(label_smoothing=self.label_smoothing)
+        if weighted_metrics == "auto":  # weighted by the preprocessor's padding mask
+            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="token_accuracy")]
+        if caption_metrics != "auto":
+            self.caption_metrics = list(caption_metrics)
+        self._generate_functions = {}
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
+
+    def _default_caption_metrics(self):
+        try:  # TEMP until metrics land
+            from kerasmm.metrics.caption import Bleu, CiderD
+        except ImportError:
+            return []
+        if self.end_id is None:
+            return []
+        ids = {"end_id": self.end_id, "ignore_ids": (0, self.start_id)}
+        return [Bleu(max_order=4, name="bleu_4", **ids), CiderD(name="cider_d", **ids)]
+
+    def evaluate(self, *args, **kwargs):
+        self._evaluating = True  # read while evaluate traces its test step
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._evaluating = False
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        evaluating = getattr(self, "_evaluating", False)
+        if evaluating and self.caption_metrics:
+            tokens = self._generate_tokens(x, generation.get_sampler("greedy"), self.backbone.sequence_length)
+            for metric in self.caption_metrics:
+                metric.update_state(y, tokens)
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if not evaluating:  # training steps do not generate, so their caption scores would read 0
+            logs = {k: v for k, v in logs.items() if k not in {m.name for m in self.caption_metrics}}
+        return logs
+
+    # --- generation ----------------------------------------------------------------
+
+    def _special_ids(self):
+        if self.start_id is None or self.end_id is None:
+            raise ValueError("Generation needs start_id and end_id (or a preprocessor that knows them).")
+        return self.start_id, self.end_id
+
+    def _generate_tokens(self, inputs, sampler, max_length):
+        """`[B, max_length - 1]` generated ids (start token dropped, end and after → 0), in-graph."""
+        start_id, end_id = self._special_ids()
+        context, context_mask = self.backbone.encode_context(inputs, training=False)
+        batch_size = ops.shape(context)[0]
+        prompt, prompt_mask = generation.initial_prompt(batch_size, max_length, start_id)
+        self_cache, cross_cache = self.backbone.empty_caches(batch_size, max_length, ops.shape(context)[1])
+        # One pass on the start token fills the cross-attention keys/values for the whole loop.
+        _, _, cross_cache = self.backbone.decode_with_cache(
+            prompt[:, :1], context, context_mask, self_cache, 0, cross_cache, seed_cross=True
+        )
+
+        # Context, its mask and the cross-attention cache stay outside the loop state: they never
+        # change, so the loop neither carries nor (in beam search) reorders them. A beam sampler
+        # runs num_beams rows per example, all sharing that example's context.
+        beams = sampler.num_beams if isinstance(sampler, keras_hub.samplers.BeamSampler) else 1
+        if beams > 1:
+            context, context_mask, cross_cache = (
+                ops.repeat(t, beams, axis=0) for t in (context, context_mask, cross_cache)
+            )
+
+        def next(prompt, self_cache, index):
+            token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])
+            hidden, self_cache, _ = self.backbone.decode_with_cache(
+                token, context, context_mask, self_cache, index - 1, cross_cache
+            )
+            hidden = ops.squeeze(hidden, axis=1)
+            logits = self.backbone.token_embedding(hidden, reverse=True)
+            logits = generation.freeze_finished(ops.cast(logits, "float32"), prompt, index, end_id)
+            return logits, hidden, self_cache
+
+        tokens = sampler(
+            next=next,
+            prompt=prompt,
+            cache=self_cache,
+            index=1,
+            mask=prompt_mask,
+            stop_token_ids=(end_id,),
+        )
+        return generation.strip_after_end(tokens[:, 1:], end_id)
+
+    def generate_function(self, sampler=None, max_length=None, num_beams=4):
+        """The compiled `tf.function` mapping preprocessed context inputs → token ids `[B, max_length - 1]`.
+
+        Cached per (sampler, max_length); the same function serves `generate`
+        and the exported SavedModel.
+        """
+        max_length = self._check_max_length(max_length)
+        sampler = generation.get_sampler(self.sampler if sampler is None else sampler, num_beams=num_beams)
+        key = (sampler.get_config().__repr__(), type(sampler).__name__, max_length)
+        if key not in self._generate_functions:
+            jit_compile = bool(getattr(self, "jit_compile", False)) and not self.run_eagerly
+
+            def generate_step(inputs):
+                return self._generate_tokens(inputs, sampler, max_length)
+
+            self._generate_functions[key] = (
+                generate_step if self.run_eagerly else tf.function(generate_step, jit_compile=jit_compile)
+            )
+        return self._generate_functions[key]
+
+    def _check_max_length(self, max_length):
+        limit = self.backbone.sequence_length
+        if max_length is None:
+            return limit
+        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
+            raise ValueError(f"max_length must be an int >= 2 (the start token + 1), got {max_length!r}.")
+        if max_length > limit:
+            raise ValueError(
+                f"max_length={max_length} is beyond the decoder's positional range: this model has "
+                f"{limit} positions (sequence_length)."
+            )
+        return int(max_length)
+
+    def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False):
+        """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
+
+        Args:
+            inputs: images `[B, H, W, 3]` (uint8 or float in [0, 1], any size),
+                a dict of raw context features (`"image"`, `"audio"`; a
+                missing modality is masked out), or a `tf.data.Dataset` of
+                such batches (targets, if any, are ignored).
+            max_length: decoder positions to use, start token included
+                (default and maximum: the model's `sequence_length`).
+            sampler: "greedy", "beam", "top_k", "top_p" or a keras_hub
+                `Sampler`; default the model's `sampler`.
+            num_beams: beam width for "beam".
+            batch_size: rows per generation call for array inputs.
+            return_tokens: return an int32 array `[N, max_length - 1]` of ids
+                (0 after the end token) instead of strings.
+        """
+        function = self.generate_function(sampler, max_length, num_beams)
+        outputs = [function(self._context_batch(batch)) for batch in self._raw_batches(inputs, batch_size)]
+        if not outputs:
+            raise ValueError("generate got an empty batch: no images or audio to caption.")
+        tokens = np.concatenate([np.asarray(t) for t in outputs], axis=0)
+        return tokens if return_tokens else self.detokenize(tokens)
+
+    def _raw_batches(self, inputs, batch_size):
+        if isinstance(inputs, tf.data.Dataset):
+            for batch in inputs:
+                batch = batch[0] if isinstance(batch, tuple) else batch
+                yield batch if isinstance(batch, dict) else {"image": batch}
+            return
+        if not isinstance(inputs, dict):
+            inputs = {"image": inputs}
+        inputs = {k: np.asarray(v) for k, v in inputs.items()}
+        total = len(next(iter(inputs.values()))) if inputs else 0
+        if total == 0:
+            raise ValueError("generate got an empty batch: no images or audio to caption.")
+        for start in range(0, total, batch_size):
+            yield {k: v[start : start + batch_size] for k, v in inputs.items()}
+
+    def _context_batch(self, raw):
+        if self.preprocessor is None:
+            return raw
+        features = self.preprocessor({k: v for k, v in raw.items() if k != "text"})
+        return {k: v for k, v in features.items() if k != "tokens"}
+
+    def detokenize(self, tokens):
+        """Caption strings from token ids (cut at the end token; padding and special tokens dropped)."""
+        start_id, end_id = self._special_ids()
+        tokens = np.asarray(generation.strip_after_end(np.asarray(tokens, "int32"), end_id))
+        special = {0, start_id, end_id}
+        keep = ~np.isin(tokens, list(special))
+        ragged = tf.ragged.boolean_mask(tf.constant(tokens, tf.int32), tf.constant(keep))
+        text = self.preprocessor.tokenizer.detokenize(ragged)
+        return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in np.asarray(text).reshape(-1)]
+
+    def get_config(self):
+        config = super().get_config()
+        sampler = self.sampler
+        if not isinstance(sampler, str):
+            sampler = keras.saving.serialize_keras_object(sampler)
+        config.update(
+            {"label_smoothing": self.label_smoothing, "sampler": sampler, "start_id": self.start_id,
+             "end_id": self.end_id}
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("sampler"), dict):
+            config["sampler"] = keras.saving.deserialize_keras_object(config["sampler"])
+        return super().from_config(config)

@@ -1,0 +1,139 @@
+"""The captioner's preprocessor: raw images/audio + caption strings → teacher-forcing batches."""
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from kerasmm.builders.preprocessor import MultimodalPreprocessor
+
+CONTEXT_MODALITIES = ("image", "audio")
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class CaptionerPreprocessor(MultimodalPreprocessor):
+    """Raw `(features, captions)` → `({context..., "tokens"}, next_tokens, weights)`.
+
+    `features` holds the context: `"image"` pixels and/or `"audio"`
+    waveforms (a missing one is zero-filled and masked, as in
+    `MultimodalPreprocessor`). Captions are strings, given as the targets
+    (the readers' layout) or as `features["text"]`. Each caption becomes
+    `[START] ids… [END]` padded to `sequence_length + 1`; the model reads the
+    first `sequence_length` ids as `"tokens"` and learns to predict the last
+    `sequence_length`, weighted 1 on real tokens and 0 on padding. Without
+    captions, `"tokens"` holds only the start token.
+
+    Args:
+        modalities: context modalities, a subset of ("image", "audio").
+        tokenizer: a keras_hub tokenizer whose vocabulary has `start_token`
+            and `end_token`.
+        sequence_length: int, decoder positions (the longest caption + 1).
+        image_size, audio_length: as in `MultimodalPreprocessor`.
+        start_token, end_token: str, the tokens that open and close a caption.
+
+    Example:
+    ```python
+    import keras_hub, numpy as np
+    from kerasmm.builders.captioner_preprocessor import CaptionerPreprocessor
+    from kerasmm.data import shapes_vocabulary
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=shapes_vocabulary(), lowercase=True)
+    preprocessor = CaptionerPreprocessor(["image"], tokenizer, sequence_length=8, image_size=(32, 32))
+    x, y, weights = preprocessor({"image": np.zeros((2, 32, 32, 3), "uint8")},
+                                 np.array(["a red circle", "a small blue square"]))
+    ```
+    """
+
+    def __init__(
+        self,
+        modalities,
+        tokenizer,
+        sequence_length,
+        image_size=None,
+        audio_length=None,
+        start_token="[START]",
+        end_token="[END]",
+        **kwargs,
+    ):
+        modalities = list(modalities)
+        if not modalities or any(m not in CONTEXT_MODALITIES for m in modalities):
+            raise ValueError(
+                f"A captioner's context modalities must be a non-empty subset of {list(CONTEXT_MODALITIES)}, "
+                f"got {modalities}."
+            )
+        if tokenizer is None or not sequence_length:
+            raise ValueError("A captioner needs a tokenizer and a sequence_length (decoder positions).")
+        super().__init__(
+            modalities=modalities,
+            tokenizer=tokenizer,
+            sequence_length=sequence_length,
+            image_size=image_size,
+            audio_length=audio_length,
+            **kwargs,
+        )
+        self.start_token = start_token
+        self.end_token = end_token
+        if getattr(tokenizer, "vocabulary", None) is not None:
+            self.start_id, self.end_id  # a vocabulary without them fails now, not at the first batch
+
+    # The vocabulary of a tokenizer loaded from a `.keras` file arrives after construction,
+    # so the special ids (and the packer that needs them) are looked up on use.
+    @property
+    def start_id(self):
+        return self._token_id(self.start_token)
+
+    @property
+    def end_id(self):
+        return self._token_id(self.end_token)
+
+    def _token_id(self, token):
+        token_id = self.tokenizer.token_to_id(token) if token in self.tokenizer.get_vocabulary() else None
+        if token_id is None:
+            raise ValueError(f"The captioner's vocabulary has no {token!r} token; add it to the reserved tokens.")
+        return token_id
+
+    def call(self, x, y=None, sample_weight=None):
+        if not isinstance(x, dict):
+            raise ValueError(
+                f"The captioner expects a dict of raw features with keys among {self.modalities}, "
+                f"got {type(x).__name__}."
+            )
+        captions = x.get("text")
+        if captions is None and y is not None:
+            captions = y
+        context = {k: v for k, v in x.items() if k != "text"}
+        features = super().call(context)
+        if captions is None:
+            batch = tf.shape(features[f"{self.modalities[0]}_mask"])[0]
+            features["tokens"] = tf.pad(tf.fill((batch, 1), self.start_id), [[0, 0], [0, self.sequence_length - 1]])
+            return features
+        ids = self.caption_ids(captions)
+        features["tokens"] = ids[:, :-1]
+        next_tokens = ids[:, 1:]
+        weights = tf.cast(next_tokens != 0, "float32")
+        if sample_weight is not None:
+            weights *= tf.reshape(tf.cast(sample_weight, "float32"), (-1, 1))
+        return features, next_tokens, weights
+
+    def caption_ids(self, captions):
+        """`[B, sequence_length + 1]` int32 ids of `[START] caption [END]`, padded (and cut) to length."""
+        captions = tf.convert_to_tensor(captions)
+        if captions.dtype != tf.string:
+            raise ValueError(f"Captions must be strings, got dtype {captions.dtype.name}.")
+        if captions.shape.rank == 2 and captions.shape[-1] == 1:
+            captions = tf.squeeze(captions, -1)
+        if captions.shape.rank != 1:
+            raise ValueError(f"Captions must be a [batch] vector of strings, got shape {captions.shape}.")
+        packer = keras_hub.layers.StartEndPacker(
+            sequence_length=self.sequence_length + 1,
+            start_value=self.start_id,
+            end_value=self.end_id,
+            pad_value=0,
+            return_padding_mask=False,
+        )
+        return tf.cast(packer(self.tokenizer(captions)), "int32")
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("presence_masks", "text_from_targets"):
+            config.pop(key, None)
+        config.update({"start_token": self.start_token, "end_token": self.end_token})
+        return config

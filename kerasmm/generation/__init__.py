@@ -1,0 +1,19 @@
+"""In-graph text generation: samplers by name and the helpers every decoding loop shares.
+
+The loops themselves are keras_hub's samplers (a `while_loop` over a
+preallocated token buffer); a model supplies the `next(prompt, cache, index)`
+step with its KV cache (see `kerasmm.builders.captioner.Captioner.generate`).
+
+Example:
+```python
+from kerasmm.generation import get_sampler
+sampler = get_sampler("beam", num_beams=4)
+```
+"""
+
+from kerasmm.generation.decoding import (  # noqa: F401
+    freeze_finished,
+    initial_prompt,
+    strip_after_end,
+)
+from kerasmm.generation.samplers import SAMPLERS, get_sampler  # noqa: F401

@@ -1,0 +1,181 @@
+"""Captioner: teacher-forced training, in-graph KV-cached generation, bad input, round trips."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import kerasmm
+from kerasmm.builders.captioner import Captioner
+from kerasmm.losses.sequence import SmoothedSparseCrossentropy
+
+
+@pytest.fixture(scope="module")
+def captioner():
+    keras.utils.set_random_seed(1)
+    model = kerasmm.zoo.get("tiny_captioner", sequence_length=12)
+    model.fit(captions(8), epochs=1, verbose=0)
+    return model
+
+
+def captions(num_examples=4, batch_size=4, **kwargs):
+    return kerasmm.data.shapes(num_examples=num_examples, batch_size=batch_size, task="captioning", **kwargs)
+
+
+def images(num_examples=2, seed=3):
+    return kerasmm.data.shapes_arrays(num_examples=num_examples, task="captioning", seed=seed)[0]["image"]
+
+
+def recompute_greedy(model, images, max_length):
+    """The keras.io captioning example's decoding: the whole decoder over the prefix at every step."""
+    pre = model.preprocessor
+    x = {k: v for k, v in pre({"image": images}).items() if k != "tokens"}
+    tokens = np.zeros((len(images), model.backbone.sequence_length), "int32")
+    tokens[:, 0] = pre.start_id
+    finished = np.zeros(len(images), bool)
+    for index in range(1, max_length):
+        logits = np.asarray(model({**x, "tokens": keras.ops.convert_to_tensor(tokens)}, training=False))[:, index - 1]
+        next_token = np.where(finished, 0, logits.argmax(-1))
+        tokens[:, index] = next_token
+        finished |= next_token == pre.end_id
+    out = tokens[:, 1:max_length].copy()
+    after_end = np.cumsum(out == pre.end_id, axis=1) > 0
+    out[after_end] = 0
+    return out
+
+
+def test_preprocessor_shifts_captions_and_masks_padding(captioner):
+    pre = captioner.preprocessor
+    x, y, weights = pre({"image": images()}, np.array(["a red circle", "a small blue square"]))
+    assert x["tokens"].shape == (2, 12) and y.shape == (2, 12)
+    np.testing.assert_array_equal(np.asarray(x["tokens"])[:, 1:], np.asarray(y)[:, :-1])
+    assert (np.asarray(x["tokens"])[:, 0] == pre.start_id).all()
+    # "a red circle" → 3 words + [END]: 4 weighted positions.
+    np.testing.assert_array_equal(np.asarray(weights).sum(axis=1), [4, 5])
+    assert np.asarray(y)[0, 3] == pre.end_id
+
+
+def test_fit_lowers_the_masked_loss():
+    keras.utils.set_random_seed(2)
+    model = kerasmm.zoo.get("tiny_captioner", learning_rate=1e-2)
+    history = model.fit(captions(32, batch_size=8), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    logits = model.predict(captions(4), verbose=0)
+    assert logits.shape == (4, 16, model.backbone.vocabulary_size)
+
+
+def test_cached_greedy_equals_full_recompute(captioner):
+    batch = images(3)
+    cached = captioner.generate(batch, max_length=10, return_tokens=True)
+    np.testing.assert_array_equal(cached, recompute_greedy(captioner, batch, 10))
+    assert cached.shape == (3, 9) and cached.dtype == np.int32
+
+
+def test_beam_of_width_one_is_greedy_and_wider_beams_run(captioner):
+    batch = images(2)
+    greedy = captioner.generate(batch, return_tokens=True)
+    np.testing.assert_array_equal(captioner.generate(batch, sampler="beam", num_beams=1, return_tokens=True), greedy)
+    wide = captioner.generate(batch, sampler="beam", num_beams=3)
+    assert len(wide) == 2 and all(isinstance(c, str) for c in wide)
+
+
+@pytest.mark.parametrize("sampler", ["top_k", "top_p"])
+def test_random_samplers_give_captions_from_the_vocabulary(captioner, sampler):
+    tokens = captioner.generate(images(2), sampler=sampler, return_tokens=True)
+    assert tokens.min() >= 0 and tokens.max() < captioner.backbone.vocabulary_size
+    assert len(captioner.generate(images(2), sampler=sampler)) == 2
+
+
+def test_generate_takes_a_dataset_and_a_sampler_instance(captioner):
+    import keras_hub
+
+    from_data = captioner.generate(captions(4, batch_size=2), max_length=8)
+    assert len(from_data) == 4
+    sampler = keras_hub.samplers.GreedySampler()
+    features, _ = kerasmm.data.shapes_arrays(num_examples=4, task="captioning")
+    assert captioner.generate(features["image"], max_length=8, sampler=sampler) == from_data
+
+
+def test_tokens_after_the_end_token_are_padding(captioner):
+    end = captioner.preprocessor.end_id
+    tokens = captioner.generate(images(2), return_tokens=True)
+    ended = np.cumsum(tokens == end, axis=1) > 0
+    assert (tokens[ended] == 0).all()
+    assert captioner.detokenize(np.array([[7, 5, end, 9]])) == [captioner.detokenize(np.array([[7, 5]]))[0]]
+
+
+def test_round_trip_keeps_generate(captioner, tmp_path):
+    path = os.path.join(tmp_path, "captioner.keras")
+    captioner.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded, Captioner)
+    batch = images(2)
+    np.testing.assert_array_equal(
+        loaded.generate(batch, return_tokens=True), captioner.generate(batch, return_tokens=True)
+    )
+    assert loaded.generate(batch, sampler="beam", num_beams=2) == captioner.generate(batch, sampler="beam", num_beams=2)
+
+
+def test_crossmodal_lm_generates_from_each_subset_of_its_modalities():
+    model = kerasmm.zoo.get("tiny_crossmodal_lm")
+    data = captions(4, with_audio=True, audio_seconds=0.1)
+    model.fit(data, epochs=1, verbose=0)
+    features, _ = next(iter(data))
+    subsets = {
+        "image": {"image": features["image"]},
+        "audio": {"audio": features["audio"]},
+        "both": dict(features),
+    }
+    tokens = {name: model.generate(x, max_length=8, return_tokens=True) for name, x in subsets.items()}
+    for name, out in tokens.items():
+        assert out.shape == (4, 7), name
+    # Masking a modality out is what "absent" means: the same ids whether it is dropped or zeroed+masked.
+    masked = {"image": features["image"], "audio": features["audio"], "audio_mask": np.zeros(4, "float32")}
+    np.testing.assert_array_equal(model.generate(masked, max_length=8, return_tokens=True), tokens["image"])
+    assert kerasmm.zoo.entry("audio_visual_captioner").config == kerasmm.zoo.entry("crossmodal_lm").config
+
+
+def test_label_smoothing_loss_matches_its_definition():
+    logits = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("float32")
+    labels = np.array([[1, 2, 0], [4, 0, 0]])
+    weights = (labels != 0).astype("float32")
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    smoothed = 0.9 * nll + 0.1 * -log_p.mean(-1)
+    loss = SmoothedSparseCrossentropy(label_smoothing=0.1)(labels, logits, sample_weight=weights)
+    np.testing.assert_allclose(float(loss), (smoothed * weights).sum() / weights.size, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda: np.zeros((32, 32, 3), "uint8"), r"\[batch, height, width, 3\]"),
+        (lambda: np.full((2, 32, 32, 3), "x"), "integer or float pixels"),
+        (lambda: np.zeros((0, 32, 32, 3), "uint8"), "empty batch"),
+    ],
+    ids=["rank", "dtype", "empty"],
+)
+def test_bad_images_are_refused(captioner, bad, match):
+    with pytest.raises(ValueError, match=match):
+        captioner.generate(bad())
+
+
+def test_bad_generation_settings_are_refused(captioner):
+    with pytest.raises(ValueError, match="positional range.*12 positions"):
+        captioner.generate(images(1), max_length=13)
+    with pytest.raises(ValueError, match=r"Unknown sampler 'nucleus'.*'beam'"):
+        captioner.generate(images(1), sampler="nucleus")
+    with pytest.raises(ValueError, match="num_beams"):
+        captioner.generate(images(1), sampler="beam", num_beams=0)
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        kerasmm.zoo.get("tiny_captioner", sampler="nucleus")
+
+
+def test_bad_architecture_is_refused():
+    with pytest.raises(ValueError, match="text is what the decoder writes"):
+        kerasmm.zoo.get("tiny_captioner", encoders={"text": {"name": "bow", "output_dim": 16}})
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        kerasmm.zoo.get("tiny_captioner", hidden_dim=10, num_heads=4)
+    with pytest.raises(ValueError, match="no '\\[START\\]' token"):
+        kerasmm.zoo.get("tiny_captioner", vocabulary=["[PAD]", "[UNK]", "a", "b"])
