@@ -10,6 +10,10 @@ from kerasmm import generation
 from kerasmm.builders.captioner_backbone import CaptionerBackbone
 from kerasmm.builders.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
+from kerasmm.metrics.caption import Bleu, CiderD
+
+# Held-out examples `evaluate` can score with CIDEr-D at once (it keeps every example's ids).
+CIDER_CAPACITY = 10000
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -98,32 +102,33 @@ class Captioner(ZooTask):
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
 
     def _default_caption_metrics(self):
-        try:  # TEMP until metrics land
-            from kerasmm.metrics.caption import Bleu, CiderD
-        except ImportError:
-            return []
         if self.end_id is None:
             return []
         ids = {"end_id": self.end_id, "ignore_ids": (0, self.start_id)}
-        return [Bleu(max_order=4, name="bleu_4", **ids), CiderD(name="cider_d", **ids)]
+        length = self.backbone.sequence_length
+        return [
+            Bleu(max_order=4, name="bleu_4", **ids),
+            CiderD(name="cider_d", capacity=CIDER_CAPACITY, max_length=length, max_references=1, **ids),
+        ]
 
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, *args, return_dict=False, **kwargs):
         self._evaluating = True  # read while evaluate traces its test step
         try:
-            return super().evaluate(*args, **kwargs)
+            logs = super().evaluate(*args, return_dict=True, **kwargs)
         finally:
             self._evaluating = False
+        # Scored once over the whole set: CIDEr-D needs every reference before it can weigh n-grams,
+        # so the test step leaves it out of the per-batch logs.
+        logs.update({m.name: float(m.result()) for m in self.caption_metrics})
+        return logs if return_dict else [logs[k] for k in ["loss", *[k for k in logs if k != "loss"]]]
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        evaluating = getattr(self, "_evaluating", False)
-        if evaluating and self.caption_metrics:
+        if getattr(self, "_evaluating", False) and self.caption_metrics:
             tokens = self._generate_tokens(x, generation.get_sampler("greedy"), self.backbone.sequence_length)
             for metric in self.caption_metrics:
                 metric.update_state(y, tokens)
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
-        if not evaluating:  # training steps do not generate, so their caption scores would read 0
-            logs = {k: v for k, v in logs.items() if k not in {m.name for m in self.caption_metrics}}
-        return logs
+        return {k: v for k, v in logs.items() if k not in {m.name for m in self.caption_metrics}}
 
     # --- generation ----------------------------------------------------------------
 

@@ -9,6 +9,12 @@ scores["recall@1"]   # 1.0
 ```
 """
 
+from kerasmm.metrics.caption import (  # noqa: F401
+    Bleu,
+    CiderD,
+    RougeL,
+    caption_scores,
+)
 from kerasmm.metrics.retrieval import (  # noqa: F401
     RetrievalMetrics,
     paired_retrieval_scores,

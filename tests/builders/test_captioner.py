@@ -179,3 +179,15 @@ def test_bad_architecture_is_refused():
         kerasmm.zoo.get("tiny_captioner", hidden_dim=10, num_heads=4)
     with pytest.raises(ValueError, match="no '\\[START\\]' token"):
         kerasmm.zoo.get("tiny_captioner", vocabulary=["[PAD]", "[UNK]", "a", "b"])
+
+
+def test_evaluate_scores_greedy_generations_in_graph_mode(captioner):
+    data = captions(6, batch_size=3, split="test")
+    logs = captioner.evaluate(data, verbose=0, return_dict=True)
+    assert {"loss", "token_accuracy", "bleu_4", "cider_d"} <= set(logs)
+    features, references = kerasmm.data.shapes_arrays(num_examples=6, task="captioning", split="test")
+    generated = captioner.generate(features["image"])
+    expected = kerasmm.metrics.caption_scores([[r] for r in references], generated)
+    assert logs["bleu_4"] == pytest.approx(expected["bleu_4"], abs=1e-6)
+    assert logs["cider_d"] == pytest.approx(expected["cider_d"], abs=1e-4)
+    assert isinstance(captioner.evaluate(data, verbose=0), list)
