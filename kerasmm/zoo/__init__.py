@@ -94,4 +94,4 @@ def _merge_nested(old, new):
     return out
 
 
-from kerasmm.zoo import classifiers, dual_encoders  # noqa: E402,F401  (register their entries)
+from kerasmm.zoo import captioners, classifiers, dual_encoders, generators  # noqa: E402,F401  (register their entries)

@@ -75,9 +75,9 @@ def register_captioner(names, description, full, tiny):
 
 register_captioner(
     ["captioner"],
-    "CNN feature grid (4×4 tokens) → 2-layer causal transformer decoder with cross-attention; "
+    "CNN feature grid (8×8 tokens) → 2-layer causal transformer decoder with cross-attention; "
     "KV-cached greedy/beam/top-k/top-p generation in one graph.",
-    full={"encoders": {"image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]}}},
+    full={"encoders": {"image": {"name": "cnn", "output_dim": 128, "filters": [32, 64]}}},
     tiny={
         "encoders": {"image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]}},
         "hidden_dim": 16,
@@ -92,7 +92,7 @@ register_captioner(
     "whichever are present; modality dropout teaches it every subset.",
     full={
         "encoders": {
-            "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]},
+            "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64]},
             "audio": {"name": "log_mel", "output_dim": 128, "backend": "conv"},
         },
         "modality_dropout": 0.3,

@@ -9,6 +9,10 @@ from kerasmm import testing
 
 CLASSIFIERS = ["audio_visual_classifier", "concat_classifier", "vqa_classifier", "weighted_sum_classifier"]
 RETRIEVERS = ["audio_text_dual_encoder", "dual_encoder", "siglip_dual_encoder"]
+CAPTIONERS = ["audio_visual_captioner", "captioner", "crossmodal_lm"]
+GENERATORS = ["text_to_image"]
+# The reader task each zoo task trains on.
+DATA_TASK = {"retrieval": "classification", "text_to_image": "captioning"}
 TINY = [n for n in kerasmm.zoo.list(include_tiny=True) if n.startswith("tiny_")]
 FULL = kerasmm.zoo.list()
 
@@ -16,14 +20,14 @@ FULL = kerasmm.zoo.list()
 def shapes_for(model, task, num_examples=4, batch_size=2):
     with_audio = "audio" in model.backbone.modalities
     return kerasmm.data.shapes(
-        num_examples=num_examples, batch_size=batch_size, with_audio=with_audio,
-        task=task if task != "retrieval" else "classification",
+        num_examples=num_examples, batch_size=batch_size, with_audio=with_audio, audio_seconds=0.1,
+        task=DATA_TASK.get(task, task),
         image_size=model.preprocessor.image_size[0] if model.preprocessor.image_size else 32,
     )
 
 
 def test_list_names_every_entry():
-    assert kerasmm.zoo.list() == sorted(CLASSIFIERS + RETRIEVERS)
+    assert kerasmm.zoo.list() == sorted(CLASSIFIERS + RETRIEVERS + CAPTIONERS + GENERATORS)
     assert kerasmm.zoo.list("*vqa*") == ["vqa_classifier"]
     assert set(TINY) == {"tiny_" + n for n in FULL}
 
@@ -39,6 +43,10 @@ def test_tiny_entry_fits_predicts_and_round_trips(name):
     if entry.task == "retrieval":
         for embedding in outputs.values():
             np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    elif entry.task == "captioning":
+        assert outputs.shape == (4, model.backbone.sequence_length, model.backbone.vocabulary_size)
+    elif entry.task == "text_to_image":
+        assert outputs.shape == (4, *model.image_size, 3)
     else:
         assert outputs.shape == (4, model.num_classes)
     x = next(iter(train.map(lambda x, y: model.preprocessor(x, y))))[0]
@@ -50,7 +58,10 @@ def test_tiny_entry_fits_predicts_and_round_trips(name):
     if entry.task == "retrieval":
         assert loaded.contrastive_loss == model.contrastive_loss
         assert float(loaded.logit_scale_variable.numpy()) == float(model.logit_scale_variable.numpy())
-    else:
+    elif entry.task == "captioning":
+        raw = next(iter(train))[0]
+        assert loaded.generate(raw, max_length=6) == model.generate(raw, max_length=6)
+    elif entry.task == "classification":
         assert loaded.class_names == model.class_names
 
 
