@@ -13,3 +13,4 @@ with strategy.scope():
 """
 
 from kerasmm.distribute.strategy import KINDS, cluster_spec, get_strategy  # noqa: F401
+from kerasmm.distribute.resume import NonFiniteLossError, fit_resumable  # noqa: F401
