@@ -181,14 +181,14 @@ class Captioner(ZooTask):
     def generate_function(self, sampler=None, max_length=None, num_beams=4):
         """The compiled `tf.function` mapping preprocessed context inputs → token ids `[B, max_length - 1]`.
 
-        Cached per (sampler, max_length); the same function serves `generate`
-        and the exported SavedModel.
+        Cached per (sampler, max_length, jit_compile); XLA-compiled when the
+        model's `jit_compile` is on.
         """
         max_length = self._check_max_length(max_length)
         sampler = generation.get_sampler(self.sampler if sampler is None else sampler, num_beams=num_beams)
-        key = (sampler.get_config().__repr__(), type(sampler).__name__, max_length)
+        jit_compile = bool(getattr(self, "jit_compile", False)) and not self.run_eagerly
+        key = (repr(sampler.get_config()), type(sampler).__name__, max_length, jit_compile)
         if key not in self._generate_functions:
-            jit_compile = bool(getattr(self, "jit_compile", False)) and not self.run_eagerly
 
             def generate_step(inputs):
                 return self._generate_tokens(inputs, sampler, max_length)

@@ -191,3 +191,14 @@ def test_evaluate_scores_greedy_generations_in_graph_mode(captioner):
     assert logs["bleu_4"] == pytest.approx(expected["bleu_4"], abs=1e-6)
     assert logs["cider_d"] == pytest.approx(expected["cider_d"], abs=1e-4)
     assert isinstance(captioner.evaluate(data, verbose=0), list)
+
+
+def test_generation_compiles_with_xla_to_the_same_tokens(captioner):
+    batch = images(2)
+    plain = captioner.generate(batch, return_tokens=True)
+    jit_compile = captioner.jit_compile
+    captioner.jit_compile = True
+    try:
+        np.testing.assert_array_equal(captioner.generate(batch, return_tokens=True), plain)
+    finally:
+        captioner.jit_compile = jit_compile

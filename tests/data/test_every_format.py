@@ -64,3 +64,9 @@ def test_one_classifier_trains_from_every_format(tmp_path):
         assert np.isfinite(history.history["loss"][0]), name
     assert any(not np.array_equal(a, np.array(b)) for a, b in zip(weights, model.trainable_weights))
     assert tfds.builder("kerasmm_local_coco/labelled", data_dir=os.path.join(root, "tfds")).info.splits["train"].num_examples == N
+    # The captioner reads the same batches: captions come from the "text" feature, labels are ignored.
+    captioner = kerasmm.zoo.get("tiny_captioner")
+    for name, ds in datasets.items():
+        history = captioner.fit(ds, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0]), name
+    assert len(captioner.generate(next(iter(datasets["coco"]))[0], max_length=6)) == 4

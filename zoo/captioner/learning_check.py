@@ -23,7 +23,6 @@ def main():
     parser.add_argument("--held-out", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args()
 
     import keras
@@ -32,7 +31,7 @@ def main():
     train = kerasmm.data.shapes(num_examples=args.examples, batch_size=args.batch_size, task="captioning",
                                 shuffle=True)
     held_out = kerasmm.data.shapes(num_examples=args.held_out, batch_size=100, task="captioning", split="test")
-    model = kerasmm.zoo.get(args.entry, learning_rate=args.learning_rate)
+    model = kerasmm.zoo.get(args.entry)
     start = time.perf_counter()
     model.fit(train, epochs=args.epochs, verbose=2)
     seconds = time.perf_counter() - start
