@@ -164,8 +164,9 @@ class Captioner(ZooTask):
                 token, context, context_mask, self_cache, index - 1, cross_cache
             )
             hidden = ops.squeeze(hidden, axis=1)
-            logits = self.backbone.token_embedding(hidden, reverse=True)
-            logits = generation.freeze_finished(ops.cast(logits, "float32"), prompt, index, end_id)
+            logits = ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+            if beams > 1:
+                logits = generation.freeze_finished(logits, token[:, 0], end_id)
             return logits, hidden, self_cache
 
         tokens = sampler(

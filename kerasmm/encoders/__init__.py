@@ -20,7 +20,7 @@ list = ENCODERS.list  # noqa: A001 - the registry's public verb
 lookup = ENCODERS.lookup
 
 # Explicit imports fill the registry; each module registers its own classes.
-from kerasmm.encoders import audio, image, text  # noqa: E402,F401
+from kerasmm.encoders import audio, image, pretrained, text  # noqa: E402,F401
 from kerasmm.encoders.base import Encoder  # noqa: E402,F401
 
 

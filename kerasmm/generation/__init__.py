@@ -11,6 +11,7 @@ sampler = get_sampler("beam", num_beams=4)
 ```
 """
 
+from kerasmm.generation.beam import BeamSampler  # noqa: F401
 from kerasmm.generation.decoding import (  # noqa: F401
     freeze_finished,
     initial_prompt,

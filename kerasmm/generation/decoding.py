@@ -13,18 +13,18 @@ def initial_prompt(batch_size, max_length, start_id):
     return prompt, mask
 
 
-def freeze_finished(logits, prompt, index, end_id, pad_id=0):
-    """Logits that force `pad_id` in rows that already produced `end_id` before `index`.
+def freeze_finished(logits, previous, end_id, pad_id=0):
+    """Logits that force `pad_id` in rows whose `previous` token `[B]` is `end_id` or `pad_id`.
 
     keras_hub's samplers keep extending finished rows; a beam that ended would
     go on adding log-probabilities of tokens nobody reads. Forcing padding
     with probability one (log-probability 0) freezes its score and its text.
+    Samplers that keep one row per example need not call this: whatever
+    follows the end token is cut off afterwards (`strip_after_end`).
     """
-    positions = ops.arange(ops.shape(prompt)[1])[None, :]
-    finished = ops.any(ops.logical_and(prompt == end_id, positions < index), axis=1)
+    finished = ops.logical_or(previous == end_id, previous == pad_id)
     vocabulary = ops.shape(logits)[-1]
-    pad_only = ops.where(ops.arange(vocabulary) == pad_id, 0.0, -1e9)
-    pad_only = ops.cast(pad_only, logits.dtype)[None, :]
+    pad_only = ops.cast(ops.where(ops.arange(vocabulary) == pad_id, 0.0, -1e9), logits.dtype)[None, :]
     return ops.where(finished[:, None], pad_only, logits)
 
 

@@ -8,6 +8,7 @@ import keras_hub
 
 from kerasmm import data
 from kerasmm import encoders as encoder_registry
+from kerasmm.encoders.pretrained import preset_tokenizer
 from kerasmm.registry import resolve
 
 
@@ -24,7 +25,10 @@ def load_vocabulary(vocabulary):
 
 
 def tokenizer_for(vocabulary):
-    """The lowercasing WordPiece tokenizer of a vocabulary setting (see `load_vocabulary`)."""
+    """The tokenizer of a vocabulary setting: a pretrained preset directory's own, else a
+    lowercasing WordPiece tokenizer (see `load_vocabulary`)."""
+    if isinstance(vocabulary, (str, os.PathLike)) and os.path.isdir(vocabulary):
+        return preset_tokenizer(vocabulary)
     return keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
 
 

@@ -3,6 +3,7 @@
 import os
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -76,8 +77,10 @@ def test_beam_of_width_one_is_greedy_and_wider_beams_run(captioner):
     batch = images(2)
     greedy = captioner.generate(batch, return_tokens=True)
     np.testing.assert_array_equal(captioner.generate(batch, sampler="beam", num_beams=1, return_tokens=True), greedy)
-    wide = captioner.generate(batch, sampler="beam", num_beams=3)
-    assert len(wide) == 2 and all(isinstance(c, str) for c in wide)
+    wide = captioner.generate(batch, sampler="beam", num_beams=3, return_tokens=True)
+    # kerasmm's beam sampler reorders the cache by row gathers; the beams it keeps are keras_hub's.
+    reference = keras_hub.samplers.BeamSampler(num_beams=3)
+    np.testing.assert_array_equal(wide, captioner.generate(batch, sampler=reference, return_tokens=True))
 
 
 @pytest.mark.parametrize("sampler", ["top_k", "top_p"])
@@ -88,8 +91,6 @@ def test_random_samplers_give_captions_from_the_vocabulary(captioner, sampler):
 
 
 def test_generate_takes_a_dataset_and_a_sampler_instance(captioner):
-    import keras_hub
-
     from_data = captioner.generate(captions(4, batch_size=2), max_length=8)
     assert len(from_data) == 4
     sampler = keras_hub.samplers.GreedySampler()
