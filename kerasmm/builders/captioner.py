@@ -78,7 +78,8 @@ class Captioner(ZooTask):
         # === Functional Model ===
         inputs = dict(backbone.input)
         hidden = backbone(inputs)
-        logits = backbone.token_embedding(hidden, reverse=True)
+        # float32 logits under mixed precision (the reverse projection computes in float32 too).
+        logits = ops.cast(backbone.token_embedding(hidden, reverse=True), "float32")
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.caption_metrics = self._default_caption_metrics()
 

@@ -106,29 +106,35 @@ class CaptionerBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.encoder_layers = built
-        self.context_projections = {m: keras.layers.Dense(hidden_dim, name=f"{m}_projection") for m in modalities}
+        # `dtype` (None: the global policy) reaches every layer, so a reloaded backbone keeps its policy.
+        self.context_projections = {
+            m: keras.layers.Dense(hidden_dim, dtype=dtype, name=f"{m}_projection") for m in modalities
+        }
         # One learned position table per modality, sized by its token count at the first (symbolic) call.
         self.context_positions = {}
-        self.modality_dropout = ModalityDropout(modality_dropout, name="modality_dropout")
+        self.modality_dropout = ModalityDropout(modality_dropout, dtype=dtype, name="modality_dropout")
         self.context_encoder_layers = [
             keras_hub.layers.TransformerEncoder(
-                intermediate_dim, num_heads, dropout=dropout, normalize_first=True, name=f"context_encoder_{i}"
+                intermediate_dim, num_heads, dropout=dropout, normalize_first=True, dtype=dtype,
+                name=f"context_encoder_{i}",
             )
             for i in range(num_encoder_layers)
         ]
-        self.context_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="context_norm")
+        self.context_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="context_norm")
         self.token_embedding = keras_hub.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, tie_weights=True, name="token_embedding"
+            vocabulary_size, hidden_dim, tie_weights=True, reverse_dtype="float32", dtype=dtype, name="token_embedding"
         )
-        self.position_embedding = keras_hub.layers.PositionEmbedding(sequence_length, name="position_embedding")
-        self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+        self.position_embedding = keras_hub.layers.PositionEmbedding(
+            sequence_length, dtype=dtype, name="position_embedding"
+        )
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")
         self.decoder_layers = [
             keras_hub.layers.TransformerDecoder(
-                intermediate_dim, num_heads, dropout=dropout, normalize_first=True, name=f"decoder_{i}"
+                intermediate_dim, num_heads, dropout=dropout, normalize_first=True, dtype=dtype, name=f"decoder_{i}"
             )
             for i in range(num_layers)
         ]
-        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_norm")
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="decoder_norm")
 
         # === Functional Model ===
         inputs = model_inputs(modalities, image_size, audio_length=audio_length)
@@ -164,7 +170,8 @@ class CaptionerBackbone(keras_hub.models.Backbone):
                 if sequence.shape[1] is None:
                     raise ValueError(f"The {m} encoder gives a sequence of unknown length for its input size.")
                 self.context_positions[m] = keras_hub.layers.PositionEmbedding(
-                    sequence_length=sequence.shape[1], name=f"{m}_position_embedding"
+                    sequence_length=sequence.shape[1], dtype=self.context_projections[m].dtype_policy,
+                    name=f"{m}_position_embedding",
                 )
             sequences.append(sequence + self.context_positions[m](sequence))
             masks.append(ops.logical_and(ops.cast(encoded["sequence_mask"], "bool"), present[:, None] > 0.5))

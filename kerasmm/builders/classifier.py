@@ -57,11 +57,16 @@ class MultimodalClassifier(ZooTask):
             raise ValueError(f"activation must be None (logits) or 'softmax', got {activation!r}.")
 
         # === Layers ===
+        # The head follows the backbone's dtype policy (so a reloaded model is still mixed precision),
+        # but the logits (and softmax) are computed in float32.
+        policy = backbone.dtype_policy
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.hidden = keras.layers.Dense(hidden_dim, activation="relu", name="hidden") if hidden_dim else None
-        self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
-        self.output_dense = keras.layers.Dense(num_classes, activation=activation, name="logits")
+        self.hidden = (
+            keras.layers.Dense(hidden_dim, activation="relu", dtype=policy, name="hidden") if hidden_dim else None
+        )
+        self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name="output_dropout")
+        self.output_dense = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="logits")
 
         # === Functional Model ===
         inputs = dict(backbone.input)

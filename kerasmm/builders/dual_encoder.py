@@ -59,10 +59,15 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
         built = resolve_encoders(encoders, slot="tower")
         self.encoder_layers = built
+        # `dtype` (None: the global policy) reaches the projections, so a reloaded backbone keeps
+        # its policy; the unit normalisation runs in float32, so embeddings are float32 under
+        # mixed precision and the similarities the loss and retrieval compute stay accurate.
         self.projections = {
-            m: keras.layers.Dense(embedding_dim, use_bias=False, name=f"{m}_projection") for m in built
+            m: keras.layers.Dense(embedding_dim, use_bias=False, dtype=dtype, name=f"{m}_projection") for m in built
         }
-        self.normalizations = {m: keras.layers.UnitNormalization(name=f"{m}_normalization") for m in built}
+        self.normalizations = {
+            m: keras.layers.UnitNormalization(dtype="float32", name=f"{m}_normalization") for m in built
+        }
 
         # === Functional Model ===
         modalities = sorted(built)
@@ -158,11 +163,12 @@ class DualEncoder(ZooTask):
         outputs = backbone(inputs)
         self.contrastive_loss = loss  # read by compile() inside Task.__init__
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # float32 under any dtype policy: exp(logit_scale) multiplies every similarity.
         self.logit_scale_variable = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(logit_scale), name="logit_scale"
+            shape=(), initializer=keras.initializers.Constant(logit_scale), dtype="float32", name="logit_scale"
         )
         self.logit_bias_variable = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(logit_bias), name="logit_bias",
+            shape=(), initializer=keras.initializers.Constant(logit_bias), dtype="float32", name="logit_bias",
             trainable=loss == "sigmoid",
         )
         # Updated by compute_metrics while evaluating: Keras gives a compiled

@@ -230,18 +230,27 @@ class TextToImage(ZooTask):
         grid = (image_size[0] // factor, image_size[1] // factor, filters[0])
 
         # === Layers ===
+        # The decoder follows the backbone's dtype policy (so a reloaded model is still mixed
+        # precision); the output pixels are computed in float32.
+        policy = backbone.dtype_policy
         self.backbone = backbone
         self.preprocessor = preprocessor
-        self.grid_dense = keras.layers.Dense(math.prod(grid), activation="relu", name="grid_dense")
-        self.grid_reshape = keras.layers.Reshape(grid, name="grid")
-        self.upsamplings = [keras.layers.UpSampling2D(2, name=f"upsample_{i}") for i in range(len(filters))]
-        self.convs = [keras.layers.Conv2D(f, 3, padding="same", name=f"conv_{i}") for i, f in enumerate(filters)]
+        self.grid_dense = keras.layers.Dense(math.prod(grid), activation="relu", dtype=policy, name="grid_dense")
+        self.grid_reshape = keras.layers.Reshape(grid, dtype=policy, name="grid")
+        self.upsamplings = [
+            keras.layers.UpSampling2D(2, dtype=policy, name=f"upsample_{i}") for i in range(len(filters))
+        ]
+        self.convs = [
+            keras.layers.Conv2D(f, 3, padding="same", dtype=policy, name=f"conv_{i}") for i, f in enumerate(filters)
+        ]
         # Batch, not group or instance, normalisation: those rescale each example on its own,
         # which erases the per-example activation magnitudes that carry the text condition
         # (on shapes, group norm learnt colours several times slower). Momentum 0.9, not
         # 0.99: the moving statistics `generate` uses must keep up in short trainings.
-        self.norms = [keras.layers.BatchNormalization(momentum=0.9, name=f"norm_{i}") for i in range(len(filters))]
-        self.relus = [keras.layers.ReLU(name=f"relu_{i}") for i in range(len(filters))]
+        self.norms = [
+            keras.layers.BatchNormalization(momentum=0.9, synchronized=True, dtype=policy, name=f"norm_{i}") for i in range(len(filters))
+        ]
+        self.relus = [keras.layers.ReLU(dtype=policy, name=f"relu_{i}") for i in range(len(filters))]
         self.pixels = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32", name="pixels")
 
         # === Functional Model ===

@@ -13,4 +13,12 @@ with strategy.scope():
 """
 
 from kerasmm.distribute.strategy import KINDS, cluster_spec, get_strategy  # noqa: F401
+from kerasmm.distribute import data_service  # noqa: F401
+from kerasmm.distribute.data_service import LocalDataService, distribute_on_service  # noqa: F401
+from kerasmm.distribute.multi_worker import (  # noqa: F401
+    distribute_dataset,
+    in_multi_worker_mode,
+    per_replica_batch_size,
+    scaled_learning_rate,
+)
 from kerasmm.distribute.resume import NonFiniteLossError, fit_resumable  # noqa: F401

@@ -9,11 +9,19 @@ Example:
 import kerasmm
 kerasmm.zoo.list()                        # ['audio_visual_classifier', ...]
 model = kerasmm.zoo.get("tiny_weighted_sum_classifier", learning_rate=3e-3)
+model = kerasmm.zoo.get("tiny_dual_encoder", precision="mixed_bfloat16", jit_compile=True)
 ```
 """
 
 import copy
 
+from kerasmm.distribute.precision import (
+    check_jit_compile,
+    check_precision,
+    keep_float32,
+    precision_scope,
+    set_jit_compile,
+)
 from kerasmm.registry import Registry
 
 ZOO = Registry("zoo entry", keras_serializable=False)
@@ -30,8 +38,19 @@ class ZooEntry:
         self.task = task
         self.description = description
 
-    def __call__(self, **overrides):
-        return self.builder(**merge_config(self.config, overrides, self.name))
+    def __call__(self, precision=None, jit_compile="auto", **overrides):
+        """A new compiled model; see `get` for `precision` and `jit_compile`."""
+        precision = check_precision(precision)
+        jit_compile = check_jit_compile(jit_compile)
+        config = merge_config(self.config, overrides, self.name)
+        with precision_scope(precision):
+            model = self.builder(**config)
+        # Preprocessing has no weights and must keep the backbone contract's
+        # dtypes (float32 pixels and waveforms) whatever the policy.
+        keep_float32(getattr(model, "preprocessor", None))
+        if jit_compile != "auto":
+            set_jit_compile(model, jit_compile)
+        return model
 
     def __repr__(self):
         return f"ZooEntry({self.name!r}, task={self.task!r})"
@@ -42,9 +61,23 @@ def register(name, builder, config, task, description=""):
     return ZOO.register(name, ZooEntry(name, builder, copy.deepcopy(config), task, description))
 
 
-def get(name, **overrides):
-    """A new compiled model for the entry `name`, with `overrides` merged into its config."""
-    return ZOO.get(name, **overrides)
+def get(name, precision=None, jit_compile="auto", **overrides):
+    """A new compiled model for the entry `name`, with `overrides` merged into its config.
+
+    Args:
+        name: a registered entry (see `list`).
+        precision: None (the global Keras dtype policy), "float32",
+            "mixed_bfloat16" or "mixed_float16": the dtype policy every layer
+            of the model is built with (variables stay float32; losses, the
+            task's output layer and the preprocessor compute in float32). It
+            is saved with the model. Under "mixed_float16" the optimizer is a
+            `keras.optimizers.LossScaleOptimizer`.
+        jit_compile: True or False to compile the train, test and predict
+            steps with XLA or not; "auto" keeps Keras' choice (XLA on GPUs
+            and TPUs when no distribution strategy is active).
+        **overrides: settings of the entry's architecture dict.
+    """
+    return ZOO.get(name, precision=precision, jit_compile=jit_compile, **overrides)
 
 
 def entry(name):

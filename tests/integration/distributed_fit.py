@@ -44,9 +44,14 @@ def without_randomness(name):
         if "dropout" in inspect.signature(kerasmm.fusions.lookup(config["fusion"]["name"]).__init__).parameters:
             fusion["dropout"] = 0.0
         overrides["fusion"] = fusion
-    if "dropout" in config:
-        overrides["dropout"] = 0.0
+    for key in ("dropout", "modality_dropout"):
+        if key in config:
+            overrides[key] = 0.0
     return overrides
+
+
+# The shapes task each zoo task trains on.
+DATA_TASK = {"vqa": "vqa", "captioning": "captioning", "text_to_image": "captioning"}
 
 
 def training_batches(name):
@@ -54,13 +59,16 @@ def training_batches(name):
     task = kerasmm.zoo.entry(name).task
     raw = kerasmm.data.shapes(
         num_examples=GLOBAL_BATCH * STEPS, batch_size=GLOBAL_BATCH, with_audio=True,
-        task="vqa" if task == "vqa" else "classification",
+        task=DATA_TASK.get(task, "classification"),
     )
     batches = []
     for x, y in raw:
-        x = {k: v for k, v in x.items() if k in model.backbone.modalities}
-        features, targets, _ = keras.utils.unpack_x_y_sample_weight(model.preprocessor(x, y))
-        batches.append((features, targets if targets is not None else y))
+        # text_to_image learns the image from the caption: its pixels are the target.
+        keep = ["image"] if task == "text_to_image" else model.backbone.modalities
+        x = {k: v for k, v in x.items() if k in keep}
+        features, targets, weights = keras.utils.unpack_x_y_sample_weight(model.preprocessor(x, y))
+        batch = (features, targets if targets is not None else y)
+        batches.append(batch if weights is None else (*batch, weights))
     return batches
 
 
