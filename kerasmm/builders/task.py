@@ -55,6 +55,9 @@ class ZooTask(keras_hub.models.Task):
     # straight to `keras.Model`'s methods; everything else is unchanged.
 
     def fit(self, x=None, *args, **kwargs):
+        if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
+            # Keras warns that its default shuffle=True does not apply to datasets (they shuffle themselves).
+            kwargs.setdefault("shuffle", False)
         if not is_model_ready(x):
             return super().fit(x, *args, **kwargs)
         validation_data = kwargs.get("validation_data")
