@@ -61,6 +61,21 @@ def register(name, builder, config, task, description=""):
     return ZOO.register(name, ZooEntry(name, builder, copy.deepcopy(config), task, description))
 
 
+def register_with_twin(names, builder, defaults, full, tiny, description):
+    """Register each of `names` (aliases share one architecture) and its `tiny_` twin.
+
+    `full` and `tiny` are completed with the family's `defaults`; a setting
+    the family does not have is an error, and the task is `defaults["task"]`.
+    """
+    for name in [names] if isinstance(names, str) else names:
+        for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
+            unknown = set(config) - set(defaults)
+            if unknown:
+                raise ValueError(f"{entry_name}: unknown settings {sorted(unknown)}.")
+            merged = {**defaults, **config}
+            register(entry_name, builder, merged, task=merged["task"], description=description)
+
+
 def get(name, precision=None, jit_compile="auto", **overrides):
     """A new compiled model for the entry `name`, with `overrides` merged into its config.
 

@@ -5,7 +5,7 @@ import keras
 from kerasmm.builders.captioner import Captioner
 from kerasmm.builders.captioner_backbone import CaptionerBackbone
 from kerasmm.builders.captioner_preprocessor import CaptionerPreprocessor
-from kerasmm.zoo import TINY_PREFIX, register
+from kerasmm.zoo import register_with_twin
 from kerasmm.zoo.common import build_encoders, tokenizer_for
 
 CAPTIONER_DEFAULTS = {
@@ -63,14 +63,7 @@ def build_captioner(task, encoders, hidden_dim, num_layers, num_heads, intermedi
 
 
 def register_captioner(names, description, full, tiny):
-    """Register each of `names` (aliases share one architecture) and their `tiny_` twins."""
-    for name in names:
-        for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
-            unknown = set(config) - set(CAPTIONER_DEFAULTS)
-            if unknown:
-                raise ValueError(f"{entry_name}: unknown settings {sorted(unknown)}.")
-            register(entry_name, build_captioner, {**CAPTIONER_DEFAULTS, **config}, task="captioning",
-                     description=description)
+    register_with_twin(names, build_captioner, CAPTIONER_DEFAULTS, full, tiny, description)
 
 
 register_captioner(

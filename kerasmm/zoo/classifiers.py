@@ -6,7 +6,7 @@ from kerasmm import data
 from kerasmm.builders.backbone import MultimodalBackbone
 from kerasmm.builders.classifier import MultimodalClassifier
 from kerasmm.builders.preprocessor import MultimodalPreprocessor
-from kerasmm.zoo import TINY_PREFIX, register
+from kerasmm.zoo import register_with_twin
 from kerasmm.zoo.common import build_encoders
 
 # Settings every classifier entry accepts (and `zoo.get` overrides are checked against).
@@ -74,13 +74,7 @@ def build_classifier(
 
 
 def register_classifier(name, description, full, tiny):
-    """Register `name` and its `tiny_` twin, both completed with the defaults."""
-    for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
-        unknown = set(config) - set(CLASSIFIER_DEFAULTS)
-        if unknown:
-            raise ValueError(f"{entry_name}: unknown settings {sorted(unknown)}.")
-        merged = {**CLASSIFIER_DEFAULTS, **config}
-        register(entry_name, build_classifier, merged, task=merged["task"], description=description)
+    register_with_twin(name, build_classifier, CLASSIFIER_DEFAULTS, full, tiny, description)
 
 
 register_classifier(

@@ -4,7 +4,7 @@ import keras
 
 from kerasmm.builders.dual_encoder import CLIP_LOGIT_SCALE, DualEncoder, DualEncoderBackbone
 from kerasmm.builders.preprocessor import MultimodalPreprocessor
-from kerasmm.zoo import TINY_PREFIX, register
+from kerasmm.zoo import register_with_twin
 from kerasmm.zoo.common import build_encoders
 
 DUAL_ENCODER_DEFAULTS = {
@@ -51,9 +51,7 @@ def build_dual_encoder(task, encoders, embedding_dim, loss, logit_scale, logit_b
 
 
 def register_dual_encoder(name, description, full, tiny):
-    for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
-        merged = {**DUAL_ENCODER_DEFAULTS, **config}
-        register(entry_name, build_dual_encoder, merged, task="retrieval", description=description)
+    register_with_twin(name, build_dual_encoder, DUAL_ENCODER_DEFAULTS, full, tiny, description)
 
 
 IMAGE_TEXT = {

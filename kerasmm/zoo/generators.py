@@ -3,7 +3,7 @@
 import keras
 
 from kerasmm.builders.text_to_image import TextToImage, TextToImageBackbone, TextToImagePreprocessor
-from kerasmm.zoo import TINY_PREFIX, register
+from kerasmm.zoo import register_with_twin
 from kerasmm.zoo.common import build_encoders
 
 TEXT_TO_IMAGE_DEFAULTS = {
@@ -34,13 +34,7 @@ def build_text_to_image(task, encoders, filters, image_size, sequence_length, vo
 
 
 def register_text_to_image(name, description, full, tiny):
-    """Register `name` and its `tiny_` twin, both completed with the defaults."""
-    for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
-        unknown = set(config) - set(TEXT_TO_IMAGE_DEFAULTS)
-        if unknown:
-            raise ValueError(f"{entry_name}: unknown settings {sorted(unknown)}.")
-        merged = {**TEXT_TO_IMAGE_DEFAULTS, **config}
-        register(entry_name, build_text_to_image, merged, task=merged["task"], description=description)
+    register_with_twin(name, build_text_to_image, TEXT_TO_IMAGE_DEFAULTS, full, tiny, description)
 
 
 register_text_to_image(
