@@ -155,9 +155,8 @@ class Captioner(ZooTask):
         # runs num_beams rows per example, all sharing that example's context.
         beams = sampler.num_beams if isinstance(sampler, keras_hub.samplers.BeamSampler) else 1
         if beams > 1:
-            context, context_mask, cross_cache = (
-                ops.repeat(t, beams, axis=0) for t in (context, context_mask, cross_cache)
-            )
+            context, context_mask = ops.repeat(context, beams, axis=0), ops.repeat(context_mask, beams, axis=0)
+            cross_cache = tuple(ops.repeat(t, beams, axis=0) for t in cross_cache)
 
         def next(prompt, self_cache, index):
             token = ops.slice(prompt, [0, index - 1], [ops.shape(prompt)[0], 1])

@@ -185,38 +185,42 @@ class CaptionerBackbone(keras_hub.models.Backbone):
         embedded = self.token_embedding(tokens)
         return embedded + self.position_embedding(embedded, start_index=start_index)
 
-    def decode_with_cache(self, tokens, context, context_mask, self_cache, index, cross_cache, seed_cross=False):
+    def decode_with_cache(self, tokens, context, context_mask, self_caches, index, cross_caches, seed_cross=False):
         """One cached decoder pass over `tokens` placed at position `index`.
 
-        `self_cache` / `cross_cache` are `[B, num_layers, 2, length, heads,
-        head_dim]`. With `seed_cross` the cross-attention keys and values are
-        computed from `context` and written to `cross_cache`; otherwise the
-        cached ones are read and `context` only sizes the mask.
-        Returns `(hidden [B, T, D], self_cache, cross_cache)`.
+        `self_caches` / `cross_caches` hold one `[B, 2, length, heads,
+        head_dim]` tensor per layer (kept apart, so no step copies the whole
+        cache to stack or slice it). With `seed_cross` the cross-attention
+        keys and values are computed from `context` and written to
+        `cross_caches`; otherwise the cached ones are read and `context`
+        only sizes the mask.
+        Returns `(hidden [B, T, D], self_caches, cross_caches)`.
         """
         x = self.embed_tokens(tokens, start_index=index)
-        self_caches, cross_caches = [], []
-        for i, layer in enumerate(self.decoder_layers):
-            x, layer_self, layer_cross = layer(
+        new_self, new_cross = [], []
+        for layer, self_cache, cross_cache in zip(self.decoder_layers, self_caches, cross_caches):
+            x, self_cache, cross_cache = layer(
                 decoder_sequence=x,
                 encoder_sequence=context,
                 encoder_padding_mask=context_mask,
-                self_attention_cache=self_cache[:, i, ...],
+                self_attention_cache=self_cache,
                 self_attention_cache_update_index=index,
-                cross_attention_cache=cross_cache[:, i, ...],
+                cross_attention_cache=cross_cache,
                 cross_attention_cache_update_index=0 if seed_cross else None,
             )
-            self_caches.append(layer_self)
-            cross_caches.append(layer_cross)
-        cross_cache = ops.stack(cross_caches, axis=1) if seed_cross else cross_cache
-        return self.decoder_norm(x), ops.stack(self_caches, axis=1), cross_cache
+            new_self.append(self_cache)
+            new_cross.append(cross_cache)
+        return self.decoder_norm(x), tuple(new_self), tuple(new_cross) if seed_cross else cross_caches
 
     def empty_caches(self, batch_size, max_length, context_length):
-        """Zero self- and cross-attention caches for `batch_size` rows."""
+        """Zero self- and cross-attention caches for `batch_size` rows: a tuple of per-layer tensors each."""
         head_dim = self.hidden_dim // self.num_heads
-        shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, head_dim)
-        cross_shape = (batch_size, self.num_layers, 2, context_length, self.num_heads, head_dim)
-        return ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(cross_shape, dtype=self.compute_dtype)
+        self_shape = (batch_size, 2, max_length, self.num_heads, head_dim)
+        cross_shape = (batch_size, 2, context_length, self.num_heads, head_dim)
+        return (
+            tuple(ops.zeros(self_shape, dtype=self.compute_dtype) for _ in self.decoder_layers),
+            tuple(ops.zeros(cross_shape, dtype=self.compute_dtype) for _ in self.decoder_layers),
+        )
 
     def get_config(self):
         config = super().get_config()
