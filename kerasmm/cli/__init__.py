@@ -4,7 +4,10 @@ Each command is a module with `add_parser(subparsers)` (returns its
 `argparse` parser) and `run(args)` (returns an exit status); adding one is
 one line in `COMMANDS`. A user mistake (a `ValueError`, `FileNotFoundError`
 or `kerasmm.data.BadRecordError` out of `run`) prints one line,
-`kerasmm <command>: error: ...`, to stderr and exits with status 2.
+`kerasmm <command>: error: ...`, to stderr and exits with status 2. A
+command whose parser sets the default `_forwards_arguments=True` gets the
+arguments it does not know in `args.forwarded` (`demo` hands them to
+`kerasmm.demo.main`); for the others they are an error.
 
 Example:
 ```python
@@ -16,11 +19,17 @@ main(["search", "--help"])   # prints the search usage, exits 0
 import argparse
 import sys
 
-from kerasmm.cli import search
+from kerasmm.cli import caption, demo, evaluate, export, list_, search, train
 from kerasmm.version import __version__
 
 COMMANDS = (
+    list_,
+    train,
+    evaluate,
+    export,
+    caption,
     search,
+    demo,
 )
 USAGE_ERROR = 2
 
@@ -59,7 +68,11 @@ def main(argv=None):
     """
     from kerasmm.data.errors import BadRecordError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, forwarded = parser.parse_known_args(argv)
+    if forwarded and not getattr(args, "_forwards_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(forwarded)}")
+    args.forwarded = forwarded  # the arguments a command like `demo` passes on
     try:
         return args._run(args)
     except (ValueError, FileNotFoundError, BadRecordError) as error:

@@ -1,0 +1,84 @@
+"""`kerasmm caption` on a real tiny captioner export, and on test-double SavedModels for the folder rules."""
+
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import kerasmm
+from kerasmm.cli import main
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    features, _ = kerasmm.data.shapes_arrays(num_examples=2, image_size=32)
+    paths = [root / "a.jpg", root / "b.png"]
+    for image, path in zip(features["image"], paths):
+        Image.fromarray(image).save(path)
+    (root / "broken.jpg").write_bytes(b"not an image")
+    return paths
+
+
+class FakeCaptioner(tf.Module):
+    """A test double with the captioner export's signature: the caption tells the version and the byte count."""
+
+    def __init__(self, version, inputs=("image_bytes",)):
+        super().__init__()
+        self.version = version
+        signature = {name: tf.TensorSpec([None], tf.string, name=name) for name in inputs}
+
+        @tf.function(input_signature=[signature])
+        def serve(request):
+            size = tf.strings.as_string(tf.strings.length(request["image_bytes"]))
+            return {"captions": tf.strings.join([f"v{version} bytes ", size]),
+                    "scores": tf.cast(tf.strings.length(request["image_bytes"]), tf.float32)}
+
+        self.serve = serve
+
+    def save(self, path, signature_name="serving_default"):
+        tf.saved_model.save(self, str(path), signatures={signature_name: self.serve.get_concrete_function()})
+
+
+@pytest.mark.slow
+def test_caption_with_a_real_tiny_captioner_export(images, tmp_path, capsys):
+    model = kerasmm.zoo.get("tiny_captioner")
+    kerasmm.export.saved_model(model, tmp_path / "captioner", version=1, warmup_requests=False)
+    assert main(["caption", *map(str, images), "--model", str(tmp_path / "captioner"), "--scores"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[0] for row in rows] == list(map(str, images))
+    expected = model.generate(kerasmm.data.shapes_arrays(num_examples=2, image_size=32)[0]["image"][1:])
+    assert rows[1][1] == expected[0]  # the PNG decodes losslessly: the same caption as in Keras
+    assert all(float(row[2]) <= 0 for row in rows)
+
+    broken = images[0].parent / "broken.jpg"
+    assert main(["caption", str(images[0]), str(broken), "--model", str(tmp_path / "captioner")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"Cannot caption {broken}" in err
+
+
+def test_caption_uses_the_highest_version(images, tmp_path, capsys):
+    for version in (1, 3, 2):
+        FakeCaptioner(version).save(tmp_path / "export" / str(version))
+    (tmp_path / "export" / "10-notes").mkdir()
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "export")]) == 0
+    size = images[0].stat().st_size
+    assert capsys.readouterr().out == f"{images[0]}\tv3 bytes {size}\n"
+    # A version folder itself works too, and batches keep the order.
+    assert main(["caption", str(images[1]), str(images[0]), "--model", str(tmp_path / "export" / "1"),
+                 "--batch-size", "1"]) == 0
+    assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == [
+        f"v1 bytes {images[1].stat().st_size}", f"v1 bytes {size}"]
+
+
+def test_caption_falls_back_to_the_image_only_signature(images, tmp_path, capsys):
+    FakeCaptioner(1, inputs=("image_bytes", "audio_bytes")).save(tmp_path / "av" / "1")
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "av")]) == 2
+    assert "no signature that captions images alone" in capsys.readouterr().err
+    FakeCaptioner(2).save(tmp_path / "image_only" / "1", signature_name="caption_image")
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "image_only")]) == 0
+    assert "\tv2 bytes " in capsys.readouterr().out
+
+
+def test_caption_needs_a_saved_model(images, tmp_path, capsys):
+    assert main(["caption", str(images[0]), "--model", str(tmp_path)]) == 2
+    assert "holds no SavedModel" in capsys.readouterr().err

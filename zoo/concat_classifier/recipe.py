@@ -1,0 +1,16 @@
+"""concat_classifier on shapes classification: BERT-style text + CNN image, concatenated.
+
+Run:
+    kerasmm train concat_classifier --out runs/concat_classifier
+    kerasmm eval runs/concat_classifier
+
+Result (2026-11-26, 2 shared CPU cores, 55 s for the train command): after 5 epochs, training
+accuracy 0.740, loss 0.511; held out (500 test-split examples): accuracy 0.712, loss 0.566.
+"""
+
+# Format and --set keys: kerasmm/recipes.py. Here MODEL = {} is the zoo entry as registered.
+ENTRY = "concat_classifier"
+MODEL = {}
+TRAIN = {"epochs": 5, "batch_size": 32}
+DATA = {"reader": "shapes", "task": "classification", "num_examples": 2000}
+HELD_OUT = {"reader": "shapes", "task": "classification", "num_examples": 500, "split": "test"}
