@@ -31,7 +31,9 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"B
 
 
 def _starts_with(values, prefix, offset=0):
-    return tf.equal(tf.strings.substr(values, offset, len(prefix)), prefix)
+    # Padded first: substr fails ("pos out of range") on strings shorter than `offset`.
+    padded = tf.strings.join([values, tf.constant(b"\0" * (offset + len(prefix)))])
+    return tf.equal(tf.strings.substr(padded, offset, len(prefix)), prefix)
 
 
 def is_image(values):

@@ -43,6 +43,7 @@ def test_webp_gif_and_bmp_headers_count_as_images():
     ([b""], "image_bytes: element is an empty string, not a JPEG, PNG, GIF, BMP or WebP image (index:)] [0]"),
     ([png(np.zeros((4, 4, 3))), b"<html>not an image</html>"],
      "image_bytes: element is not a JPEG, PNG, GIF, BMP or WebP image (index:)] [1]"),
+    ([b"abc"], "image_bytes: element is not a JPEG, PNG, GIF, BMP or WebP image (index:)] [0]"),
 ])
 def test_bad_image_requests_name_the_problem(request_values, message):
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
