@@ -31,8 +31,9 @@ TINY_PREFIX = "tiny_"
 class ZooEntry:
     """A named architecture: `builder(**config)` returns a compiled model."""
 
-    def __init__(self, name, builder, config, task, description=""):
+    def __init__(self, name, builder, config, task, description="", alias_of=None):
         self.name = name
+        self.alias_of = alias_of
         self.builder = builder
         self.config = config
         self.task = task
@@ -56,9 +57,9 @@ class ZooEntry:
         return f"ZooEntry({self.name!r}, task={self.task!r})"
 
 
-def register(name, builder, config, task, description=""):
-    """Register an architecture dict under `name`; names are unique."""
-    return ZOO.register(name, ZooEntry(name, builder, copy.deepcopy(config), task, description))
+def register(name, builder, config, task, description="", alias_of=None):
+    """Register an architecture dict under `name`; names are unique (`alias_of` names the entry it repeats)."""
+    return ZOO.register(name, ZooEntry(name, builder, copy.deepcopy(config), task, description, alias_of))
 
 
 def register_with_twin(names, builder, defaults, full, tiny, description):
@@ -67,13 +68,16 @@ def register_with_twin(names, builder, defaults, full, tiny, description):
     `full` and `tiny` are completed with the family's `defaults`; a setting
     the family does not have is an error, and the task is `defaults["task"]`.
     """
-    for name in [names] if isinstance(names, str) else names:
-        for entry_name, config in ((name, full), (TINY_PREFIX + name, tiny)):
+    names = [names] if isinstance(names, str) else [*names]  # (`list` is this module's own)
+    for name in names:
+        alias_of = names[0] if name != names[0] else None
+        for prefix, config in (("", full), (TINY_PREFIX, tiny)):
             unknown = set(config) - set(defaults)
             if unknown:
-                raise ValueError(f"{entry_name}: unknown settings {sorted(unknown)}.")
+                raise ValueError(f"{prefix}{name}: unknown settings {sorted(unknown)}.")
             merged = {**defaults, **config}
-            register(entry_name, builder, merged, task=merged["task"], description=description)
+            register(prefix + name, builder, merged, task=merged["task"], description=description,
+                     alias_of=alias_of and prefix + alias_of)
 
 
 def get(name, precision=None, jit_compile="auto", **overrides):
@@ -100,10 +104,17 @@ def entry(name):
     return ZOO.lookup(name)
 
 
-def list(pattern=None, include_tiny=False):  # noqa: A001 - the registry's public verb
-    """Sorted entry names (optionally matching a glob `pattern`); tiny twins only on request."""
+def list(pattern=None, include_tiny=False, include_aliases=True):  # noqa: A001 - the registry's public verb
+    """Sorted entry names (optionally matching a glob `pattern`); tiny twins only on request.
+
+    `include_aliases=False` leaves out names that repeat another entry's
+    architecture (e.g. `audio_visual_captioner` for `crossmodal_lm`).
+    """
     names = ZOO.list(pattern)
-    return [n for n in names if include_tiny or not n.startswith(TINY_PREFIX)]
+    return [
+        n for n in names
+        if (include_tiny or not n.startswith(TINY_PREFIX)) and (include_aliases or ZOO.lookup(n).alias_of is None)
+    ]
 
 
 def merge_config(base, overrides, name="entry"):
