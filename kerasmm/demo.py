@@ -37,6 +37,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    parser.add_argument("--tiny", action="store_true", help="the tiny_ zoo twins (a quick check of the pipeline)")
     args = parser.parse_args(argv)
     for name in ("examples", "test_examples", "epochs", "retrieval_epochs", "batch_size", "images"):
         if getattr(args, name) < 1:
@@ -50,7 +51,7 @@ def train_captioner(args, verbose):
                                 shuffle=True, seed=args.seed)
     held_out = kerasmm.data.shapes(num_examples=args.test_examples, batch_size=100, task="captioning",
                                    split="test", seed=args.seed)
-    model = kerasmm.zoo.get("captioner")
+    model = kerasmm.zoo.get(("tiny_" if args.tiny else "") + "captioner")
     start = time.perf_counter()
     history = model.fit(train, epochs=args.epochs, verbose=verbose)
     seconds = time.perf_counter() - start
@@ -69,7 +70,7 @@ def train_dual_encoder(args, verbose, out):
                                 shuffle=True, seed=args.seed)
     features, captions = kerasmm.data.shapes_arrays(num_examples=args.test_examples, task="captioning",
                                                     split="test", seed=args.seed)
-    model = kerasmm.zoo.get("dual_encoder")
+    model = kerasmm.zoo.get(("tiny_" if args.tiny else "") + "dual_encoder")
     start = time.perf_counter()
     history = model.fit(train, epochs=args.retrieval_epochs, verbose=verbose)
     seconds = time.perf_counter() - start

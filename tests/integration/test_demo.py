@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_demo_writes_the_report(tmp_path, capsys):
     out = str(tmp_path / "demo_out")
     numbers = demo.main(["--examples", "64", "--test-examples", "20", "--epochs", "1", "--retrieval-epochs", "1",
-                         "--images", "2", "--batch-size", "32", "--out", out, "--quiet"])
+                         "--images", "2", "--batch-size", "32", "--out", out, "--quiet", "--tiny"])
     report = open(os.path.join(out, "report.html"), encoding="utf-8").read()
     for name in ("images/held_out_0.jpg", "images/held_out_1.jpg", "losses.png", "retrieval.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0, name
