@@ -113,18 +113,14 @@ class Captioner(ZooTask):
         ]
 
     def evaluate(self, *args, return_dict=False, **kwargs):
-        self._evaluating = True  # read while evaluate traces its test step
-        try:
-            logs = super().evaluate(*args, return_dict=True, **kwargs)
-        finally:
-            self._evaluating = False
+        logs = super().evaluate(*args, return_dict=True, **kwargs)
         # Scored once over the whole set: CIDEr-D needs every reference before it can weigh n-grams,
         # so the test step leaves it out of the per-batch logs.
         logs.update({m.name: float(m.result()) for m in self.caption_metrics})
         return logs if return_dict else [logs[k] for k in ["loss", *[k for k in logs if k != "loss"]]]
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if getattr(self, "_evaluating", False) and self.caption_metrics:
+        if self.evaluating and self.caption_metrics:
             tokens = self._generate_tokens(x, generation.get_sampler("greedy"), self.backbone.sequence_length)
             for metric in self.caption_metrics:
                 metric.update_state(y, tokens)

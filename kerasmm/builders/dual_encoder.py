@@ -211,15 +211,8 @@ class DualEncoder(ZooTask):
             value = value + self._aggregate_additional_loss(extra)
         return value
 
-    def evaluate(self, *args, **kwargs):
-        self._evaluating = True  # read while evaluate traces its test step
-        try:
-            return super().evaluate(*args, **kwargs)
-        finally:
-            self._evaluating = False
-
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        evaluating = getattr(self, "_evaluating", False)
+        evaluating = self.evaluating
         if evaluating:
             self.retrieval_metrics.update_state(y, y_pred, sample_weight)
         logs = super().compute_metrics(x, y, y_pred, sample_weight)

@@ -73,10 +73,19 @@ class ZooTask(keras_hub.models.Task):
             ).prefetch(tf.data.AUTOTUNE)
         return keras.Model.fit(self, x, *args, **kwargs)
 
+    @property
+    def evaluating(self):
+        """True while `evaluate` runs (and traces its test step): for evaluation-only metric work."""
+        return getattr(self, "_evaluating", False)
+
     def evaluate(self, x=None, *args, **kwargs):
-        if is_model_ready(x):
-            return keras.Model.evaluate(self, x, *args, **kwargs)
-        return super().evaluate(x, *args, **kwargs)
+        self._evaluating = True
+        try:
+            if is_model_ready(x):
+                return keras.Model.evaluate(self, x, *args, **kwargs)
+            return super().evaluate(x, *args, **kwargs)
+        finally:
+            self._evaluating = False
 
     def predict(self, x=None, *args, **kwargs):
         if is_model_ready(x):

@@ -73,6 +73,16 @@ def preset_tokenizer(preset):
     return keras_hub.tokenizers.Tokenizer.from_preset(path)
 
 
+def _preset_component(owner, name, value, cls, preset, backbone):
+    """`value` (an instance or its config), else the preset's own `<name>.json` component, else None."""
+    value = _deserialize(owner, name, value, cls)
+    if value is None and backbone is None and preset is not None:
+        path = _local_preset_dir(owner, preset)
+        if _preset_file(path, f"{name}.json"):
+            value = cls.from_preset(path)
+    return value
+
+
 def _deserialize(owner, what, value, base_cls):
     """`value` as a `base_cls` instance: an instance, or a `keras.layers.serialize` dict."""
     if value is None or isinstance(value, base_cls):
@@ -404,11 +414,9 @@ class KerasHubImageEncoder(_KerasHubEncoder):
         **kwargs,
     ):
         owner = type(self).__name__
-        image_converter = _deserialize(owner, "image_converter", image_converter, keras_hub.layers.ImageConverter)
-        if image_converter is None and backbone is None and preset is not None:
-            path = _local_preset_dir(owner, preset)
-            if _preset_file(path, "image_converter.json"):
-                image_converter = keras_hub.layers.ImageConverter.from_preset(path)
+        image_converter = _preset_component(
+            owner, "image_converter", image_converter, keras_hub.layers.ImageConverter, preset, backbone
+        )
         super().__init__(
             preset=preset, output_dim=output_dim, pooling=pooling, trainable_backbone=trainable_backbone,
             unfreeze_last=unfreeze_last, backbone=backbone, **kwargs,
@@ -581,11 +589,7 @@ class KerasHubTextEncoder(_KerasHubEncoder):
         **kwargs,
     ):
         owner = type(self).__name__
-        tokenizer = _deserialize(owner, "tokenizer", tokenizer, keras_hub.tokenizers.Tokenizer)
-        if tokenizer is None and backbone is None and preset is not None:
-            path = _local_preset_dir(owner, preset)
-            if _preset_file(path, "tokenizer.json"):
-                tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
+        tokenizer = _preset_component(owner, "tokenizer", tokenizer, keras_hub.tokenizers.Tokenizer, preset, backbone)
         if not isinstance(add_special_tokens, bool):
             raise ValueError(f"{owner}: add_special_tokens must be True or False, got {add_special_tokens!r}.")
         for arg, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id),
