@@ -28,7 +28,7 @@ and the loops compare like with like. The recompute loops and kerasmm must
 produce identical tokens (asserted). Times are the best of `--repeats` runs
 after a warm-up (which traces and compiles).
 
-Run: `.venv/bin/python benchmarks/decode.py [--lengths 16 32 64] [--batches 1 16] [--repeats 3]`.
+Run: `.venv/bin/python benchmarks/decode.py [--lengths 16 32 64] [--batches 1 16] [--repeats 3] [--jit on]`.
 Last line: the speed-up against the compiled recompute loop at length 64, batch 16.
 """
 
@@ -49,11 +49,11 @@ import kerasmm  # noqa: E402
 WIDTH, LAYERS, HEADS, VOCABULARY, POSITIONS = 256, 4, 4, 8000, 64
 
 
-def build_captioner():
+def build_captioner(jit_compile):
     vocabulary = list(kerasmm.data.SPECIAL_TOKENS) + [f"w{i}" for i in range(VOCABULARY - 4)]
     model = kerasmm.zoo.get(
         "captioner", vocabulary=vocabulary, hidden_dim=WIDTH, num_layers=LAYERS, num_heads=HEADS,
-        sequence_length=POSITIONS, dropout=0.0,
+        sequence_length=POSITIONS, dropout=0.0, jit_compile=jit_compile,
     )
     embeddings = model.backbone.token_embedding.embeddings
     end = model.preprocessor.end_id
@@ -61,14 +61,14 @@ def build_captioner():
     return model
 
 
-def build_keras_hub(backbone_class, task_class):
+def build_keras_hub(backbone_class, task_class, jit_compile):
     """A keras-hub generative task with a decoder of the captioner's size, greedy, random weights."""
     backbone = backbone_class(
         vocabulary_size=VOCABULARY, num_layers=LAYERS, num_heads=HEADS, hidden_dim=WIDTH,
         intermediate_dim=4 * WIDTH, max_sequence_length=POSITIONS, dropout=0.0,
     )
     model = task_class(backbone=backbone, preprocessor=None)
-    model.compile(sampler="greedy")
+    model.compile(sampler="greedy", jit_compile=jit_compile)
     return model
 
 
@@ -103,8 +103,8 @@ def eager_recompute(model, context, context_mask, batch, length):
     return tokens[:, 1:length]
 
 
-def make_compiled_recompute(model):
-    @tf.function
+def make_compiled_recompute(model, jit_compile):
+    @tf.function(jit_compile=jit_compile)
     def decode(context, context_mask, tokens, length):
         for index in tf.range(1, length):
             logits = full_decoder_logits(model.backbone, tokens, context, context_mask)
@@ -132,15 +132,18 @@ def main():
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jit", choices=["off", "on"], default="off",
+                        help="XLA for kerasmm, both keras-hub models and the compiled recompute loop")
     args = parser.parse_args()
+    jit = args.jit == "on"
 
     keras.utils.set_random_seed(0)
-    model = build_captioner()
-    gpt2 = build_keras_hub(keras_hub.models.GPT2Backbone, keras_hub.models.GPT2CausalLM)
-    bart = build_keras_hub(keras_hub.models.BartBackbone, keras_hub.models.BartSeq2SeqLM)
+    model = build_captioner(jit)
+    gpt2 = build_keras_hub(keras_hub.models.GPT2Backbone, keras_hub.models.GPT2CausalLM, jit)
+    bart = build_keras_hub(keras_hub.models.BartBackbone, keras_hub.models.BartSeq2SeqLM, jit)
     gpt2_generate = gpt2.make_generate_function()
     bart_generate = bart.make_generate_function()
-    compiled_recompute = make_compiled_recompute(model)
+    compiled_recompute = make_compiled_recompute(model, jit)
     images = kerasmm.data.shapes_arrays(num_examples=max(args.batches), task="captioning")[0]["image"]
     print(f"decoder width {WIDTH}, {LAYERS} layers, vocabulary {VOCABULARY}; jit_compile: kerasmm "
           f"{bool(model.jit_compile)}, keras-hub {bool(gpt2.jit_compile)}; best of {args.repeats}, seconds\n")
