@@ -2,7 +2,7 @@
 
 One captioner (CNN image encoder → 64 context tokens; decoder width 256,
 4 layers, 4 heads, vocabulary 8000, 64 positions; random weights, dropout
-off) decodes greedily with the same weights five ways:
+off) decodes greedily with the same weights, timed against these ways:
 
 - kerasmm: `Captioner.generate_function` — one `tf.function` (XLA when the
   model's `jit_compile` is on) holding the whole `while_loop`; the context
