@@ -269,6 +269,57 @@ class MatmulPeak:
 # --- analytic FLOP counter -----------------------------------------------------------
 
 
+def op_timings(repeats, steps, batch, sequence_length, image_size):
+    """Forward + backward of single building blocks at the stated size, XLA off and on: ms per call."""
+    tokens = (batch, sequence_length)
+    cases = {  # name: (layer or function, input shape)
+        "Dense 256→1024 (feed-forward)": (keras.layers.Dense(4 * WIDTH), (*tokens, WIDTH)),
+        "EinsumDense 256→4×64 (attention projection)": (
+            keras.layers.EinsumDense("abc,cde->abde", (None, HEADS, WIDTH // HEADS)), (*tokens, WIDTH)),
+        "GELU, exact (feed-forward activation)": (lambda x: keras.activations.gelu(x, approximate=False),
+                                                   (*tokens, 4 * WIDTH)),
+        "LayerNormalization": (keras.layers.LayerNormalization(epsilon=1e-5), (*tokens, WIDTH)),
+        "softmax over keys (attention)": (lambda x: keras.ops.softmax(x, axis=-1),
+                                          (batch, HEADS, sequence_length, sequence_length)),
+        "Conv2D 3→32, 3×3, stride 2 (first CNN stage)": (
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False), (batch, image_size, image_size, 3)),
+        "Conv2D 32→32, 3×3 (first CNN stage)": (
+            keras.layers.Conv2D(32, 3, padding="same", use_bias=False), (batch, image_size // 2, image_size // 2, 32)),
+        "GroupNormalization, 8 groups (first CNN stage)": (
+            keras.layers.GroupNormalization(groups=8), (batch, image_size // 2, image_size // 2, 32)),
+    }
+    functions = {}
+    for name, (op, shape) in cases.items():
+        x = tf.random.normal(shape)
+        if isinstance(op, keras.layers.Layer):
+            op.build(shape)
+        variables = op.trainable_variables if isinstance(op, keras.layers.Layer) else []
+        for jit in (False, True):
+            @tf.function(jit_compile=jit)
+            def step(x, op=op, variables=variables):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = op(x)
+                    loss = tf.reduce_sum(y * y)
+                return tape.gradient(loss, [x, *variables])
+
+            def run(n, step=step, x=x):
+                for _ in range(n):
+                    out = step(x)
+                out[0].numpy()
+
+            run(1)
+            functions[(name, jit)] = run
+    times = best_times(functions, repeats, steps)
+    print(f"\n### Building blocks (forward + backward of one layer alone; batch {batch}, {sequence_length} tokens, "
+          f"{image_size}² images; best of {repeats} × {steps}; ms)\n")
+    print("| block | input | XLA off ms | XLA on ms | off ÷ on |")
+    print("|---|---|---|---|---|")
+    for name, (_, shape) in cases.items():
+        off, on = times[(name, False)][0], times[(name, True)][0]
+        print(f"| {name} | {list(shape)} | {off * 1e3:.2f} | {on * 1e3:.2f} | {off / on:.2f}× |")
+
+
 def conv_out(size, stride):
     return -(-size // stride)  # "same" padding
 
@@ -619,6 +670,8 @@ def main():
     parser.add_argument("--breakdown", action="store_true", help="time sub-graphs of each family")
     parser.add_argument("--profile", metavar="DIR", help="trace steps with the TF profiler into DIR; print top ops")
     parser.add_argument("--scaling", action="store_true", help="step time against batch, lengths, replicas")
+    parser.add_argument("--ops", action="store_true",
+                        help="also time single building blocks (dense, projection, GELU, norms, convolutions), XLA off/on")
     parser.add_argument("--threads", type=int, nargs=2, metavar=("INTRA", "INTER"),
                         help="tf.config.threading intra- and inter-op threads (default: TensorFlow's choice)")
     parser.add_argument("--replicas-child", help=argparse.SUPPRESS)
@@ -715,6 +768,10 @@ def main():
                 if parts:
                     print("  - by component: " + ", ".join(f"{k} {v:.0f} ({v / total:.0%})"
                                                           for k, v in parts.most_common()))
+
+    if args.ops:
+        with tf.device(device):
+            op_timings(args.repeats, 10, args.batch, args.sequence_length, args.image_size)
 
     if args.scaling:
         with tf.device(device):
