@@ -72,12 +72,17 @@ def build_keras_hub(backbone_class, task_class, jit_compile):
     return model
 
 
+def first_token_only(batch, length):
+    """A `[batch, length]` padding mask that marks only the first token as prompt: the rest is generated."""
+    return tf.constant(np.arange(length)[None, :].repeat(batch, 0) < 1)
+
+
 def bart_prompt(batch, length):
     return {
         "encoder_token_ids": tf.ones((batch, POSITIONS), tf.int32),
         "encoder_padding_mask": tf.ones((batch, POSITIONS), tf.bool),
         "decoder_token_ids": tf.ones((batch, length), tf.int32),
-        "decoder_padding_mask": tf.constant(np.arange(length)[None, :].repeat(batch, 0) < 1),
+        "decoder_padding_mask": first_token_only(batch, length),
     }
 
 
@@ -169,7 +174,7 @@ def main():
             np.testing.assert_array_equal(ours, compiled_recompute(context, context_mask, batch, length))
             prompt = {
                 "token_ids": tf.constant(start_tokens(model, batch)[:, :length]),
-                "padding_mask": tf.constant(np.arange(length)[None, :].repeat(batch, 0) < 1),
+                "padding_mask": first_token_only(batch, length),
             }
             times = {
                 "kerasmm": best_time(lambda: np.asarray(greedy(inputs)), args.repeats),

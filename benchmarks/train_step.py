@@ -57,7 +57,9 @@ width and depth (64 tokens) for scale; `--device gpu` runs on '/GPU:0'
 (skipped with a message when TensorFlow sees no GPU); `--breakdown` times
 sub-graphs per family (each encoder or the decoder forward + backward alone,
 the optimizer update alone); `--profile DIR` traces steps with the TF
-profiler and prints the top ops and the matmul kernels' share; `--scaling`
+profiler and prints the top ops and the matmul kernels' share; `--ops`
+times single layers (dense, attention projection, GELU, layer and group
+normalisation, convolutions) forward + backward with XLA off and on; `--scaling`
 times a step against batch, sequence length and image size, and on 1 vs 2
 replicas (a `MirroredStrategy` over 2 logical CPU devices, each in a
 subprocess, since logical devices must be configured before TensorFlow starts).
@@ -67,6 +69,7 @@ The last line is the lowest MFU of the zoo families.
 import argparse
 import collections
 import contextlib
+import functools
 import glob
 import json
 import math
@@ -267,57 +270,6 @@ class MatmulPeak:
 
 
 # --- analytic FLOP counter -----------------------------------------------------------
-
-
-def op_timings(repeats, steps, batch, sequence_length, image_size):
-    """Forward + backward of single building blocks at the stated size, XLA off and on: ms per call."""
-    tokens = (batch, sequence_length)
-    cases = {  # name: (layer or function, input shape)
-        "Dense 256→1024 (feed-forward)": (keras.layers.Dense(4 * WIDTH), (*tokens, WIDTH)),
-        "EinsumDense 256→4×64 (attention projection)": (
-            keras.layers.EinsumDense("abc,cde->abde", (None, HEADS, WIDTH // HEADS)), (*tokens, WIDTH)),
-        "GELU, exact (feed-forward activation)": (lambda x: keras.activations.gelu(x, approximate=False),
-                                                   (*tokens, 4 * WIDTH)),
-        "LayerNormalization": (keras.layers.LayerNormalization(epsilon=1e-5), (*tokens, WIDTH)),
-        "softmax over keys (attention)": (lambda x: keras.ops.softmax(x, axis=-1),
-                                          (batch, HEADS, sequence_length, sequence_length)),
-        "Conv2D 3→32, 3×3, stride 2 (first CNN stage)": (
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False), (batch, image_size, image_size, 3)),
-        "Conv2D 32→32, 3×3 (first CNN stage)": (
-            keras.layers.Conv2D(32, 3, padding="same", use_bias=False), (batch, image_size // 2, image_size // 2, 32)),
-        "GroupNormalization, 8 groups (first CNN stage)": (
-            keras.layers.GroupNormalization(groups=8), (batch, image_size // 2, image_size // 2, 32)),
-    }
-    functions = {}
-    for name, (op, shape) in cases.items():
-        x = tf.random.normal(shape)
-        if isinstance(op, keras.layers.Layer):
-            op.build(shape)
-        variables = op.trainable_variables if isinstance(op, keras.layers.Layer) else []
-        for jit in (False, True):
-            @tf.function(jit_compile=jit)
-            def step(x, op=op, variables=variables):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = op(x)
-                    loss = tf.reduce_sum(y * y)
-                return tape.gradient(loss, [x, *variables])
-
-            def run(n, step=step, x=x):
-                for _ in range(n):
-                    out = step(x)
-                out[0].numpy()
-
-            run(1)
-            functions[(name, jit)] = run
-    times = best_times(functions, repeats, steps)
-    print(f"\n### Building blocks (forward + backward of one layer alone; batch {batch}, {sequence_length} tokens, "
-          f"{image_size}² images; best of {repeats} × {steps}; ms)\n")
-    print("| block | input | XLA off ms | XLA on ms | off ÷ on |")
-    print("|---|---|---|---|---|")
-    for name, (_, shape) in cases.items():
-        off, on = times[(name, False)][0], times[(name, True)][0]
-        print(f"| {name} | {list(shape)} | {off * 1e3:.2f} | {on * 1e3:.2f} | {off / on:.2f}× |")
 
 
 def conv_out(size, stride):
@@ -521,15 +473,66 @@ def sub_graphs(model, family, batch, jit_compile):
 
     parts["optimizer (Adam) update"] = optimizer_step
 
-    def runner(function):
-        def run(steps):
-            for _ in range(steps):
-                out = function()
-            return float(tf.nest.flatten(out)[0])
+    return {name: repeated(f) for name, f in parts.items()}
 
-        return run
 
-    return {name: runner(f) for name, f in parts.items()}
+def repeated(function):
+    """`function` (no arguments) as a callable(steps) like `Stepper`: runs it `steps` times, waits for the last."""
+    def run(steps):
+        for _ in range(steps):
+            out = function()
+        return np.asarray(tf.nest.flatten(out)[0])
+
+    return run
+
+
+# --- single building blocks (--ops) ------------------------------------------------
+
+
+def op_timings(repeats, steps, batch, sequence_length, image_size):
+    """Forward + backward of single building blocks at the stated size, XLA off and on: ms per call."""
+    tokens = (batch, sequence_length)
+    cases = {  # name: (layer or function, input shape)
+        "Dense 256→1024 (feed-forward)": (keras.layers.Dense(4 * WIDTH), (*tokens, WIDTH)),
+        "EinsumDense 256→4×64 (attention projection)": (
+            keras.layers.EinsumDense("abc,cde->abde", (None, HEADS, WIDTH // HEADS)), (*tokens, WIDTH)),
+        "GELU, exact (feed-forward activation)": (lambda x: keras.activations.gelu(x, approximate=False),
+                                                   (*tokens, 4 * WIDTH)),
+        "LayerNormalization": (keras.layers.LayerNormalization(epsilon=1e-5), (*tokens, WIDTH)),
+        "softmax over keys (attention)": (lambda x: keras.ops.softmax(x, axis=-1),
+                                          (batch, HEADS, sequence_length, sequence_length)),
+        "Conv2D 3→32, 3×3, stride 2 (first CNN stage)": (
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False), (batch, image_size, image_size, 3)),
+        "Conv2D 32→32, 3×3 (first CNN stage)": (
+            keras.layers.Conv2D(32, 3, padding="same", use_bias=False), (batch, image_size // 2, image_size // 2, 32)),
+        "GroupNormalization, 8 groups (first CNN stage)": (
+            keras.layers.GroupNormalization(groups=8), (batch, image_size // 2, image_size // 2, 32)),
+    }
+    functions = {}
+    for name, (op, shape) in cases.items():
+        x = tf.random.normal(shape)
+        if isinstance(op, keras.layers.Layer):
+            op.build(shape)
+        variables = op.trainable_variables if isinstance(op, keras.layers.Layer) else []
+        for jit in (False, True):
+            @tf.function(jit_compile=jit)
+            def step(x, op=op, variables=variables):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = op(x)
+                    loss = tf.reduce_sum(y * y)
+                return tape.gradient(loss, [x, *variables])
+
+            functions[(name, jit)] = repeated(functools.partial(step, x))
+            functions[(name, jit)](1)  # traces (and with XLA compiles)
+    times = best_times(functions, repeats, steps)
+    print(f"\n### Building blocks (forward + backward of one layer alone; batch {batch}, {sequence_length} tokens, "
+          f"{image_size}² images; best of {repeats} × {steps}; ms)\n")
+    print("| block | input | XLA off ms | XLA on ms | off ÷ on |")
+    print("|---|---|---|---|---|")
+    for name, (_, shape) in cases.items():
+        off, on = times[(name, False)][0], times[(name, True)][0]
+        print(f"| {name} | {list(shape)} | {off * 1e3:.2f} | {on * 1e3:.2f} | {off / on:.2f}× |")
 
 
 # --- TF profiler (--profile) --------------------------------------------------------
@@ -771,7 +774,7 @@ def main():
 
     if args.ops:
         with tf.device(device):
-            op_timings(args.repeats, 10, args.batch, args.sequence_length, args.image_size)
+            op_timings(args.repeats, 10, args.batch, args.sequence_length, args.image_size)  # short calls: 10 a round
 
     if args.scaling:
         with tf.device(device):
