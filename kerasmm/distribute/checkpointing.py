@@ -35,6 +35,10 @@ logger = logging.getLogger("kerasmm.distribute")
 
 PREFIX = "ckpt"
 CORRUPT_DIR = "corrupt"
+# Raised whenever what a checkpoint holds, or how it is read, changes (2: input position as pass and batch
+# counts, not tf.data iterator state); a checkpoint of another format is refused, never half-restored.
+FORMAT = 2
+_FORMAT_KEY = "kerasmm_checkpoint_format/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class CheckpointStore:
@@ -56,7 +60,8 @@ class CheckpointStore:
         check_writable(self._write_directory)
         if self.is_chief:
             _remove_partial_writes(self.directory)
-        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.checkpoint = tf.train.Checkpoint(
+            kerasmm_checkpoint_format=tf.Variable(FORMAT, dtype=tf.int64, trainable=False), **trackables)
         self.keep = keep
 
     @property
@@ -102,6 +107,13 @@ class CheckpointStore:
         return None
 
     def _restore(self, path):
+        reader = tf.train.load_checkpoint(path)
+        found = int(reader.get_tensor(_FORMAT_KEY)) if reader.has_tensor(_FORMAT_KEY) else 1
+        if found != FORMAT:
+            raise ValueError(
+                f"Checkpoint {path} was written by another kerasmm version (checkpoint format {found}; this "
+                f"version reads format {FORMAT}), so it cannot resume exactly: start afresh in another directory."
+            )
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:

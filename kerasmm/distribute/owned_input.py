@@ -1,25 +1,35 @@
-"""One input iterator, owned outside `fit`, so that its position can be checkpointed.
+"""Input batches owned outside `fit`, so that a checkpoint can hold their position.
 
 Keras's TensorFlow trainer makes a new iterator from the dataset at the
 start of every `fit`, which a checkpoint cannot hold on to; and the
 `DistributedIterator` of `strategy.experimental_distribute_dataset` cannot be
-checkpointed at all. `OwnedBatches` is a plain `tf.data` iterator instead,
-which splits each (global) batch over the strategy's replicas itself, and
+checkpointed at all. `OwnedBatches` reads plain `tf.data` iterators instead,
+one per pass over the dataset, splits each (global) batch over the
+strategy's replicas itself, and counts where it is: `position` (passes
+finished, batches read of the current pass) is what a checkpoint keeps.
 `OwnedBatchesAdapter` is the `DataAdapter` Keras accepts in place of data,
-which hands `fit` that iterator every time.
+which hands `fit` those batches every time.
 
-Under a multi-worker strategy every worker runs the whole input pipeline
-and takes its replicas' rows of each global batch: the input work is
-repeated on every worker, but their iterators are all in the same state,
-so the chief's checkpoint resumes every worker.
+Resuming replays the input up to that position instead of restoring a
+`tf.data` iterator checkpoint, because TensorFlow 2.21 does not restore
+the per-pass randomness exactly: a reshuffling `shuffle` or a
+`Dataset.random(rerandomize_each_iteration=True)` draws each pass's seeds
+from a generator of the dataset when the pass starts, and after a restore
+that generator is at another draw than in the uninterrupted run, whenever
+a prefetch or a parallel map had run ahead, or the pass had ended, when
+the checkpoint was taken (so every later pass is shuffled and augmented
+differently: resumed runs ended with other weights). The replay starts
+each finished pass again and reads one batch of it (which makes the same
+draws), then reads the current pass up to the saved batch: it costs at
+most one pass of input work, no training.
 
 Example:
 ```python
 import tensorflow as tf
 from kerasmm.distribute.owned_input import OwnedBatches
-batches = OwnedBatches(tf.data.Dataset.range(6).batch(2).repeat(), tf.distribute.get_strategy())
-checkpoint = tf.train.Checkpoint(iterator=batches.iterator)  # the position, with the weights
-next(batches)  # [0, 1]
+batches = OwnedBatches(tf.data.Dataset.range(4).batch(2), tf.distribute.get_strategy())
+checkpoint = tf.train.Checkpoint(input=batches.position)  # the position, with the weights
+[int(next(batches)[0]) for _ in range(3)]  # [0, 2, 0]: the second pass goes on from the first
 ```
 """
 
@@ -30,7 +40,7 @@ from keras.src.trainers.data_adapters.data_adapter import DataAdapter
 
 
 class OwnedBatches:
-    """Batches of `dataset` (repeat it for more than one pass) from one checkpointable iterator.
+    """Batches of `dataset`, pass after pass; restoring a checkpoint of `position` resumes them.
 
     With several replicas in sync each batch is split over them by rows, as
     `experimental_distribute_dataset` splits a global batch. Under a
@@ -40,7 +50,9 @@ class OwnedBatches:
     """
 
     def __init__(self, dataset, strategy):
-        self.iterator = iter(dataset)
+        self._dataset = dataset
+        self.position = _Position()
+        self._iterator = None  # made at the first read, after a restore has set `position`
         self._strategy = strategy
         self._put_back = collections.deque()
         self._read_ahead = []
@@ -50,10 +62,39 @@ class OwnedBatches:
         return self
 
     def __next__(self):
-        batch = self._put_back.popleft() if self._put_back else self._distribute(next(self.iterator))
+        batch = self._put_back.popleft() if self._put_back else self._distribute(self._next_of_pass())
         if not self._training:
             self._read_ahead.append(batch)
         return batch
+
+    @property
+    def element_spec(self):
+        return self._dataset.element_spec
+
+    def _next_of_pass(self):
+        if self._iterator is None:
+            self._iterator = self._replay()
+        batch = next(self._iterator, None)
+        if batch is None:
+            self.position.passes.assign_add(1)
+            self.position.batches.assign(0)
+            self._iterator = iter(self._dataset)
+            batch = next(self._iterator, None)
+            if batch is None:
+                raise ValueError("The dataset yielded no batch in a whole pass: it is empty.")
+        self.position.batches.assign_add(1)
+        return batch
+
+    def _replay(self):
+        """An iterator at `position`, reached by making the draws and reads of the run that saved it."""
+        for _ in range(int(self.position.passes.numpy())):
+            next(iter(self._dataset), None)
+        iterator = iter(self._dataset)
+        for read in range(int(self.position.batches.numpy())):
+            if next(iterator, None) is None:
+                raise ValueError(f"The dataset ended after {read} batches where the checkpoint was written "
+                                 f"{int(self.position.batches.numpy())} batches into a pass: it is not the same data.")
+        return iterator
 
     def begin_training(self):
         self._put_back.extend(self._read_ahead)
@@ -70,8 +111,17 @@ class OwnedBatches:
 
     @property
     def ahead_of_training(self):
-        """Whether batches were read that training has not used yet (the iterator is no place to resume from)."""
+        """Whether batches were read that training has not used yet (the position is no place to resume from)."""
         return bool(self._put_back)
+
+
+class _Position(tf.Module):
+    """What a checkpoint keeps of the input: passes finished and batches read of the current one."""
+
+    def __init__(self):
+        super().__init__(name="input_position")
+        self.passes = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
 
 
 def _rows(batch, index, count):
@@ -95,7 +145,7 @@ class _OneIterator(tf.distribute.DistributedDataset):
 
     @property
     def element_spec(self):
-        return self._batches.iterator.element_spec
+        return self._batches.element_spec
 
 
 class OwnedBatchesAdapter(DataAdapter):

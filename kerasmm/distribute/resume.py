@@ -3,8 +3,9 @@
 Keras's `BackupAndRestore` reruns an interrupted epoch from its first batch.
 `fit_resumable` instead checkpoints, every `save_every` steps and at the end
 of every epoch, the model's variables (dropout seed states included), the
-optimizer's (its `iterations` is the global step) and the position of the
-input iterator. Run again with the same arguments it restores the newest
+optimizer's (its `iterations` is the global step) and the position in the
+input (passes and batches read, replayed on resume: see
+`kerasmm.distribute.owned_input`). Run again with the same arguments it restores the newest
 checkpoint that reads back intact (falling back past a corrupt one with a
 warning), finishes the interrupted epoch with the batches that were left and
 goes on, so the run ends after exactly `epochs × steps_per_epoch` optimizer
@@ -122,7 +123,7 @@ def fit_resumable(model, dataset, epochs=1, *, directory, steps_per_epoch=None, 
         directory, keep, strategy,
         model_variables=list(model.variables),
         optimizer_variables=list(model.optimizer.variables),
-        iterator=batches.iterator,
+        input=batches.position,
         steps_per_epoch=saved_steps_per_epoch,
     )
     step = _restore(model, store, saved_steps_per_epoch, steps_per_epoch)
@@ -157,8 +158,8 @@ def _check_arguments(model, dataset, epochs, steps_per_epoch, save_every, keep, 
     if not model.built:
         raise ValueError("model must be built (call it on a batch, or give it an Input) before fit_resumable.")
     if not isinstance(dataset, tf.data.Dataset):
-        raise ValueError(f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}: the position of its "
-                         "iterator is what a checkpoint resumes from.")
+        raise ValueError(f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}: its passes are what "
+                         "a checkpoint resumes from.")
     _check_count("epochs", epochs)
     _check_count("save_every", save_every)
     if steps_per_epoch is not None:
@@ -200,7 +201,7 @@ def _is_pipeline_model(model):
 
 
 def _training_batches(model, dataset):
-    dataset = dataset.repeat()
+    """One pass of model-ready batches (`OwnedBatches` makes an iterator of it per pass)."""
     if _is_pipeline_model(model):
         dataset = dataset.map(model.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
