@@ -82,8 +82,11 @@ def build(
     slices = dict(columns)
     if "captions" in slices:
         slices["captions"] = tf.ragged.constant(slices["captions"], dtype=tf.string)
-    # Seeds for caption sampling and augmentation travel with each record.
-    ds = with_epoch_randoms(tf.data.Dataset.from_tensor_slices(slices), seed)
+    ds = tf.data.Dataset.from_tensor_slices(slices)
+    # A random stream zipped alongside: seeds for caption sampling and
+    # augmentation that live in the dataset (checkpointable), fresh each epoch.
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip(ds, randoms)
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
@@ -118,45 +121,6 @@ def build(
         ds = ds.map(_augment, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.map(lambda features, targets, _: (features, targets))
     return finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic)
-
-
-def with_epoch_randoms(ds, seed=None):
-    """`(element, random)` pairs: `random` an int64 `[2]` per element, new every epoch, restored by a checkpoint.
-
-    Each iteration (epoch) draws one 32-bit epoch seed, and element `i`'s
-    random is a stateless function of `(epoch seed, i)`. The epoch seed is
-    drawn with four reshuffled 256-element shuffles rather than
-    `tf.data.Dataset.random(rerandomize_each_iteration=True)`: an iterator
-    checkpoint restores a reshuffling shuffle's seed generator, but not the
-    random dataset's, so after a resume every later epoch would draw other
-    numbers than the uninterrupted run.
-
-    Example:
-    ```python
-    import tensorflow as tf
-    from kerasmm.data import pipeline
-    ds = pipeline.with_epoch_randoms(tf.data.Dataset.range(3), seed=1)
-    [int(x) for x, _ in ds]  # [0, 1, 2], each with a random pair
-    ```
-    """
-    parts = [
-        tf.data.Dataset.range(256)
-        .shuffle(256, seed=None if seed is None else 4 * seed + i, reshuffle_each_iteration=True)
-        .take(1)
-        for i in range(4)
-    ]
-    epoch_seeds = tf.data.Dataset.zip(*parts).map(lambda *bytes_: tf.add_n([b * 256**i for i, b in enumerate(bytes_)]))
-
-    def one_epoch(epoch_seed):
-        def pair(element, index):
-            seed_pair = tf.stack([epoch_seed, index])
-            return element, tf.random.stateless_uniform([2], seed_pair, minval=None, maxval=None, dtype=tf.int64)
-
-        return tf.data.Dataset.zip(ds, tf.data.Dataset.counter()).map(pair)
-
-    paired = epoch_seeds.flat_map(one_epoch)
-    length = int(ds.cardinality())
-    return paired.apply(tf.data.experimental.assert_cardinality(length)) if length >= 0 else paired
 
 
 def finish(ds, batch_size, drop_remainder=False, deterministic=True):

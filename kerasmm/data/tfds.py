@@ -376,7 +376,7 @@ def from_tfds(
     if shuffle:
         ds = ds.shuffle(_buffer_size(builder, split, captions == "all"), seed=seed, reshuffle_each_iteration=True)
     # Caption draws come from a random stream zipped alongside (checkpointable, fresh each epoch).
-    ds = pipeline.with_epoch_randoms(ds, seed)
+    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
 
     def load(example, random):
         image = example["image"]
@@ -385,7 +385,7 @@ def from_tfds(
         if "text" in example:
             features["text"] = example["text"]
         elif "captions" in example:
-            pick = tf.math.floormod(random[0], tf.cast(tf.size(example["captions"]), tf.int64))
+            pick = tf.math.floormod(random, tf.cast(tf.size(example["captions"]), tf.int64))
             features["text"] = tf.gather(example["captions"], pick)
         if target == "text":
             return features, features.pop("text")
