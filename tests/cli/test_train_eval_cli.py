@@ -57,10 +57,15 @@ def test_running_again_does_no_extra_steps_and_more_epochs_resume(run_dir, capsy
     assert optimizer_steps(run_dir) == 2 * STEPS_PER_EPOCH
 
 
-def test_other_settings_in_the_same_folder_are_refused(run_dir, capsys):
+def test_other_settings_recipe_or_data_in_the_same_folder_are_refused(run_dir, tmp_path, capsys):
     assert main(["train", RECIPE, "--out", str(run_dir), "--set", "batch_size=4"]) == 2
     err = capsys.readouterr().err
     assert "train.batch_size differ" in err and "new --out" in err
+    assert main(["train", "tiny_concat_classifier", "--out", str(run_dir)]) == 2
+    assert "(entry differ)" in capsys.readouterr().err
+    (tmp_path / "images" / "circle").mkdir(parents=True)
+    assert main(["train", RECIPE, "--out", str(run_dir), "--data", f"folder:{tmp_path / 'images'}"]) == 2
+    assert "(data differ)" in capsys.readouterr().err
 
 
 def test_eval_prints_held_out_metrics_as_json(run_dir, capsys):

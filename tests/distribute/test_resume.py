@@ -229,3 +229,15 @@ def test_resuming_with_another_steps_per_epoch_is_a_clear_value_error(tmp_path):
     crash(tmp_path, 3)
     with pytest.raises(ValueError, match=r"written with steps_per_epoch=6, not 3: resume with the same value"):
         fit(dense_model(), tmp_path, steps_per_epoch=3)
+
+
+def test_a_checkpoint_of_another_format_is_refused_by_name(tmp_path):
+    crash(tmp_path, 3)
+    # What a kerasmm before checkpoint format 2 wrote: the same objects, no format marker.
+    old = tf.train.Checkpoint(step=tf.Variable(0, dtype=tf.int64))
+    old.write(str(tmp_path / "ckpt-9"))
+    with open(tmp_path / "checkpoint", "w") as f:
+        f.write('model_checkpoint_path: "ckpt-9"\nall_model_checkpoint_paths: "ckpt-9"\n')
+    with pytest.raises(ValueError, match=r"ckpt-9 was written by another kerasmm version \(checkpoint format 1; "
+                                         r"this version reads format 2\), so it cannot resume exactly"):
+        fit(dense_model(), tmp_path)

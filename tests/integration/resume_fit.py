@@ -1,8 +1,9 @@
 """Run as a script: `fit_resumable` of a tiny zoo model, to be killed and started again.
 
 `python resume_fit.py OUTPUT_DIR [--epochs 2] [--steps 6] [--save-every 2] [--model NAME]
-[--overrides JSON]` trains with deterministic ops on shuffled shapes data
-(`--overrides`: a JSON object of `kerasmm.zoo.get` overrides of the model),
+[--overrides JSON] [--folder DIR]` trains with deterministic ops on shuffled shapes data
+(`--overrides`: a JSON object of `kerasmm.zoo.get` overrides of the model;
+`--folder`: a class-folder tree read shuffled and augmented instead),
 checkpointing to OUTPUT_DIR/checkpoints and logging epochs to
 OUTPUT_DIR/log.csv; prints `step N` after every step and, at the end, one
 JSON line with the optimizer's iterations and the epochs this process ran,
@@ -55,6 +56,7 @@ def main():
     parser.add_argument("--save-every", type=int, default=2)
     parser.add_argument("--model", default="tiny_weighted_sum_classifier")
     parser.add_argument("--overrides", type=json.loads, default={}, help="zoo.get overrides, a JSON object")
+    parser.add_argument("--folder", help="train on this class-folder tree (shuffled, augmented) instead of shapes")
     parser.add_argument("--cpu-replicas", type=int, default=1,
                         help="more than 1: MirroredStrategy over this many logical CPU devices of this process")
     args = parser.parse_args()
@@ -71,7 +73,11 @@ def main():
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = kerasmm.zoo.get(args.model, **args.overrides)
-    dataset = kerasmm.data.shapes(num_examples=args.steps * BATCH, batch_size=BATCH, shuffle=True)
+    if args.folder:  # passes of ceil(images / BATCH) batches, which epochs of --steps cross
+        dataset = kerasmm.data.from_folder(args.folder, batch_size=BATCH, image_size=32, shuffle=True, augment=True,
+                                           seed=1)
+    else:
+        dataset = kerasmm.data.shapes(num_examples=args.steps * BATCH, batch_size=BATCH, shuffle=True)
     history = kerasmm.distribute.fit_resumable(
         model, dataset, epochs=args.epochs, steps_per_epoch=args.steps, save_every=args.save_every,
         directory=os.path.join(args.output, "checkpoints"), verbose=0,

@@ -15,13 +15,13 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "resume_fit.py")
 EPOCHS, STEPS, SAVE_EVERY = 2, 6, 2
 
 
-def command(output):
+def command(output, *extra):
     return [sys.executable, SCRIPT, str(output), "--epochs", str(EPOCHS), "--steps", str(STEPS),
-            "--save-every", str(SAVE_EVERY)]
+            "--save-every", str(SAVE_EVERY), *extra]
 
 
-def start(output):
-    return subprocess.Popen(command(output), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(output, *extra):
+    return subprocess.Popen(command(output, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process):
@@ -31,10 +31,10 @@ def finish(process):
     return json.loads(stdout.splitlines()[-1])
 
 
-def kill_after(output, step):
+def kill_after(output, step, *extra):
     """Start the command, SIGKILL it once it has finished `step`; the steps it printed."""
     env = {**os.environ, "RESUME_FIT_PAUSE_AT_STEP": str(step)}
-    process = subprocess.Popen(command(output), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    process = subprocess.Popen(command(output, *extra), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env=env)
     printed = []
     try:
@@ -78,3 +78,24 @@ def test_a_process_killed_twice_mid_epoch_ends_with_the_weights_of_an_uninterrup
     assert difference <= 1e-6
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+
+
+@pytest.mark.integration
+def test_a_shuffled_augmented_folder_resumes_exactly_across_passes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("circle", "square", "triangle"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(5):  # 15 images: passes of 4 batches (the last of 3) that the 6-step epochs cross
+            pixels = rng.integers(0, 256, (20 + 3 * i, 28, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / name / f"{i}.png")
+    folder = ("--folder", str(tmp_path / "images"))
+    uninterrupted = start(tmp_path / "uninterrupted", *folder)
+    run = tmp_path / "killed"
+    kill_after(run, 5, *folder)  # mid-pass 2, a step after ckpt-4
+    kill_after(run, 9, *folder)  # mid-pass 3
+    assert finish(start(run, *folder))["iterations"] == EPOCHS * STEPS
+    assert finish(uninterrupted)["iterations"] == EPOCHS * STEPS
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(weights(run), weights(tmp_path / "uninterrupted")))
+    assert difference <= 1e-6
