@@ -4,17 +4,19 @@ import collections
 import json
 import os
 
-from kerasmm.data.records import RecordTable, check_text, resolve_path
+from kerasmm.data.records import RecordTable, check_text, read_without_bom, resolve_path, same_file_key
 
 CAPTION_MODES = ("sample", "all")
 
 
 def load_coco_json(path):
-    """The parsed annotation file; captions that are not UTF-8 survive as lone surrogates."""
+    """The parsed annotation file; captions that are not UTF-8 survive as lone surrogates.
+
+    A leading UTF-8 byte-order mark is accepted and dropped.
+    """
     if not os.path.isfile(path):
         raise ValueError(f"from_coco: no annotation file {path!r}.")
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="surrogateescape")
+    text = read_without_bom(path).decode("utf-8", errors="surrogateescape")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -24,6 +26,73 @@ def load_coco_json(path):
     if not isinstance(data.get("annotations"), list):
         raise ValueError(f"from_coco: {path} has no 'annotations' list; is it a COCO captions file?")
     return data
+
+
+def _is_id(value):
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _check_images(data, annotations_json, image_dir):
+    """`(images, dropped, reports)` for `images[]`.
+
+    `images` maps id to each usable entry; `dropped` maps the ids of bad
+    entries to the reason (their annotations are bad too); `reports` lists
+    the bad entries as `(source, reason)` in `images[]` order. Two entries
+    with one `id`, or two naming one file (however its path is spelled), are
+    all bad: which one the annotations mean cannot be told.
+    """
+    problems = collections.defaultdict(list)
+    by_id, by_file = collections.defaultdict(list), collections.defaultdict(list)
+    for i, image in enumerate(data["images"]):
+        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
+            problems[i].append("needs 'id' and 'file_name'")
+        elif not _is_id(image["id"]):
+            problems[i].append(f"image id must be an integer or a string, got {image['id']!r}")
+        elif not isinstance(image["file_name"], str) or not image["file_name"]:
+            problems[i].append(f"file_name must be a non-empty string, got {image['file_name']!r}")
+        else:
+            by_file[same_file_key(resolve_path(image_dir, image["file_name"]))].append((i, image))
+        if isinstance(image, dict) and _is_id(image.get("id")):
+            by_id[image["id"]].append((i, image))
+    for image_id, group in by_id.items():
+        if len(group) > 1:
+            named = ", ".join(f"images[{i}] {image.get('file_name')!r}" for i, image in group)
+            for i, _ in group:
+                problems[i].append(f"image id {image_id!r} is used by {len(group)} images: {named}")
+    for group in by_file.values():
+        if len(group) > 1:
+            named = ", ".join(f"images[{i}] id {image['id']!r}" for i, image in group)
+            for i, image in group:
+                problems[i].append(f"file {image['file_name']!r} is named by {len(group)} images: {named}")
+    reports = [(f"{annotations_json}: images[{i}]", "; ".join(problems[i])) for i in sorted(problems)]
+    images, dropped = {}, {}
+    for image_id, group in by_id.items():
+        bad = [i for i, _ in group if i in problems]
+        if bad:
+            dropped[image_id] = f"images[{bad[0]}] {'; '.join(problems[bad[0]])}"
+        else:
+            images[image_id] = group[0][1]
+    return images, dropped, reports
+
+
+def _annotation_sources(data, annotations_json):
+    """The name of each annotation in reports: `annotation <id>`, with its index where ids repeat."""
+    ids = [a["id"] if isinstance(a, dict) and _is_id(a.get("id")) else None for a in data["annotations"]]
+    counts = collections.Counter(i for i in ids if i is not None)
+    sources, repeated = [], {}
+    for index, annotation_id in enumerate(ids):
+        if annotation_id is None:
+            sources.append(f"{annotations_json}: annotation {index}")
+        elif counts[annotation_id] > 1:
+            sources.append(f"{annotations_json}: annotation {annotation_id} (annotations[{index}])")
+            repeated.setdefault(annotation_id, []).append(index)
+        else:
+            sources.append(f"{annotations_json}: annotation {annotation_id}")
+    return sources, {
+        annotation_id: f"annotation id {annotation_id!r} is used by {len(where)} annotations: "
+        + ", ".join(f"annotations[{i}]" for i in where)
+        for annotation_id, where in repeated.items()
+    }
 
 
 def from_coco(annotations_json, image_dir, captions="sample", target=None, on_error="raise", **pipeline_kwargs):
@@ -36,9 +105,21 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     caption. `target="image_id"` keeps image + caption as features with the
     COCO image id as target, so retrieval metrics can count every caption of
     an image as its match. The default `target` is "text" (captions as
-    targets, for captioners). An annotation whose
-    `image_id` has no image, an empty or non-UTF-8 caption and a missing or
-    broken image file are bad records (see `kerasmm.data.errors`).
+    targets, for captioners). The file is UTF-8 JSON; a leading byte-order
+    mark is accepted and dropped.
+
+    An image with no annotation makes no example. These are bad records
+    (see `kerasmm.data.errors`):
+    - an `images[]` entry without `id` and `file_name`;
+    - duplicates in `images[]`: entries sharing an `id`, or naming one file
+      (however its path is spelled). Which one is meant cannot be told, so
+      every entry involved is bad, and so is every annotation of their ids;
+      the error names the id (or file) and each entry with its file (or id);
+    - annotations sharing an `id` (every one of them), an annotation whose
+      `image_id` has no (usable) image, an empty or non-UTF-8 caption;
+    - a missing or broken image file.
+    Under `on_error="skip"` `dataset.skipped_records` lists each dropped
+    `images[i]` entry and annotation.
 
     Other keyword arguments go to `kerasmm.data.pipeline.build`.
 
@@ -55,18 +136,21 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}.")
     data = load_coco_json(annotations_json)
     table = RecordTable(f"from_coco({annotations_json})", on_error)
-    images = {}
-    for i, image in enumerate(data["images"]):
-        if not isinstance(image, dict) or "id" not in image or "file_name" not in image:
-            table.bad(f"{annotations_json}: images[{i}]", "needs 'id' and 'file_name'")
-            continue
-        images[image["id"]] = image
+    images, dropped, reports = _check_images(data, annotations_json, image_dir)
+    for source, reason in reports:
+        table.bad(source, reason)
+    sources, repeated_ids = _annotation_sources(data, annotations_json)
     by_image = collections.defaultdict(list)
     for i, annotation in enumerate(data["annotations"]):
-        source = f"{annotations_json}: annotation {annotation.get('id', i) if isinstance(annotation, dict) else i}"
+        source = sources[i]
         if not isinstance(annotation, dict) or "image_id" not in annotation or "caption" not in annotation:
             table.bad(source, "needs 'image_id' and 'caption'")
-        elif annotation["image_id"] not in images:
+        elif _is_id(annotation.get("id")) and annotation["id"] in repeated_ids:
+            table.bad(source, repeated_ids[annotation["id"]])
+        elif _is_id(annotation["image_id"]) and annotation["image_id"] in dropped:
+            table.bad(source, f"image_id {annotation['image_id']!r} has no usable image: "
+                              f"{dropped[annotation['image_id']]}")
+        elif not _is_id(annotation["image_id"]) or annotation["image_id"] not in images:
             table.bad(source, f"image_id {annotation['image_id']!r} has no image")
         else:
             caption, reason = check_text(annotation["caption"])

@@ -5,26 +5,30 @@ import os
 from kerasmm.data import image_ops
 from kerasmm.data.records import RecordTable
 
+# decode_image reads WebP too; check_image turns an animated one (which it cannot read) into a bad record.
+_EXTENSIONS = image_ops.IMAGE_EXTENSIONS + (".webp",)
+
 
 def _images_under(folder):
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         for name in sorted(filenames):
-            if os.path.splitext(name)[1].lower() in image_ops.IMAGE_EXTENSIONS:
+            if os.path.splitext(name)[1].lower() in _EXTENSIONS:
                 found.append(os.path.join(dirpath, name))
     return found
 
 
 def from_folder(root, target=None, on_error="raise", **pipeline_kwargs):
-    """Read `root/[CLASS/]NAME.{jpg,png,gif,bmp}` with optional `NAME.txt` and `NAME.wav` beside each.
+    """Read `root/[CLASS/]NAME.{jpg,png,gif,bmp,webp}` with optional `NAME.txt` and `NAME.wav` beside each.
 
     When `root` has subfolders, each first-level subfolder is a class (labels
     in sorted name order, also on `dataset.class_names`) and images directly
     in `root` are ignored; otherwise the images are unlabelled. A `NAME.txt`
     beside an image holds its caption (first line); a `NAME.wav` its audio.
     Once any image has a caption (or audio), every image needs one: an image
-    without is a bad record.
+    without is a bad record, and so is an image `image_ops.check_image`
+    refuses (corrupt, truncated, too large, an animated WebP).
 
     Yields batched `(features, targets)`: features `"image"` (uint8) plus
     `"text"` and `"audio"` where present; targets the class index
@@ -49,7 +53,7 @@ def from_folder(root, target=None, on_error="raise", **pipeline_kwargs):
     else:
         listing = [(label, p) for label, folder in groups for p in _images_under(folder)]
     if not listing:
-        raise ValueError(f"from_folder: no images ({', '.join(image_ops.IMAGE_EXTENSIONS)}) under {root!r}.")
+        raise ValueError(f"from_folder: no images ({', '.join(_EXTENSIONS)}) under {root!r}.")
     has_text = any(os.path.exists(os.path.splitext(p)[0] + ".txt") for _, p in listing)
     has_audio = any(os.path.exists(os.path.splitext(p)[0] + ".wav") for _, p in listing)
 

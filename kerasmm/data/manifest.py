@@ -1,41 +1,122 @@
 """`from_manifest`: JSONL or CSV rows naming image path, audio path, text and label."""
 
+import collections
 import csv
 import io
 import json
 import os
 
-from kerasmm.data.records import RecordTable, resolve_path
+from kerasmm.data.records import RecordTable, read_without_bom, resolve_path, same_file_key
 
 COLUMNS = ("image", "audio", "text", "label")
 
 
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """`json.loads` hook: a dict, refusing an object that names one key twice (json keeps the last silently)."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise _RepeatedKey(repeated)
+    return dict(pairs)
+
+
 def _jsonl_rows(lines):
-    for number, raw in lines:
-        if not raw.strip():
+    for number, raw, reason in lines:
+        if reason:
+            yield number, None, reason
             continue
         try:
-            row = json.loads(raw)
+            row = json.loads(raw, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             yield number, None, f"malformed JSON ({e.msg})"
+            continue
+        except _RepeatedKey as e:
+            yield number, None, f"names the field(s) {', '.join(map(repr, e.args[0]))} more than once"
             continue
         if not isinstance(row, dict):
             yield number, None, "a JSON line must be an object"
             continue
+        unknown = [key for key in row if key not in COLUMNS]
+        if unknown:
+            yield number, None, f"unknown field(s) {', '.join(map(repr, unknown))}; valid fields: {COLUMNS}"
+            continue
         yield number, row, None
 
 
-def _csv_rows(lines):
-    lines = [(n, line) for n, line in lines if line.strip()]
+def _csv_header(path, number, raw):
+    """The column names of the header line; a header this reader cannot trust stops it whatever `on_error`."""
+    if raw is None:
+        raise ValueError(f"from_manifest: {path}:{number}: the CSV header is not valid UTF-8.")
+    header = next(csv.reader([raw]), [])
+    unknown = [name for name in header if name not in COLUMNS]
+    if unknown:
+        raise ValueError(
+            f"from_manifest: {path}:{number}: unknown column(s) {', '.join(map(repr, unknown))} "
+            f"in the CSV header; valid columns: {COLUMNS}."
+        )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"from_manifest: {path}:{number}: the CSV header names {', '.join(map(repr, repeated))} more than once."
+        )
+    return header
+
+
+def _csv_rows(path, lines):
     if not lines:
         return
-    header = next(csv.reader([lines[0][1]]))
-    for number, raw in lines[1:]:
+    header = _csv_header(path, lines[0][0], lines[0][1])
+    for number, raw, reason in lines[1:]:
+        if reason:
+            yield number, None, reason
+            continue
         values = next(csv.reader(io.StringIO(raw)), [])
         if len(values) != len(header):
             yield number, None, f"malformed CSV row: {len(values)} fields where the header has {len(header)}"
             continue
         yield number, {k: v for k, v in zip(header, values) if v != ""}, None
+
+
+def _input_key(fields):
+    """What a label describes: the row's image/audio files (however spelled), or its text when it names none."""
+    files = tuple((key, same_file_key(fields[key])) for key in ("image", "audio") if key in fields)
+    if files:
+        return files
+    text = fields.get("text")
+    return (("text", text.strip()),) if isinstance(text, str) else None
+
+
+def _describe_input(fields):
+    files = [f"{key} {fields[key]}" for key in ("image", "audio") if key in fields]
+    return " with ".join(files) if files else f"text {fields['text'].strip()!r}"
+
+
+def _label_conflicts(kept, class_names):
+    """`{line number: reason}` for rows whose input another row gives a different label."""
+    groups = collections.defaultdict(list)
+    for number, fields in kept:
+        key = _input_key(fields)
+        if key is not None and "label" in fields:
+            groups[key].append((number, fields))
+    conflicts = {}
+    for members in groups.values():
+        lines_of = {}
+        for number, fields in members:
+            lines_of.setdefault(fields["label"], []).append(number)
+        if len(lines_of) < 2:
+            continue
+        named = []
+        for label, numbers in lines_of.items():
+            name = repr(class_names[label]) if class_names is not None else str(label)
+            named.append(f"{name} on line{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}")
+        named = ", ".join(named)
+        reason = f"{_describe_input(members[0][1])} has conflicting labels: {named}"
+        conflicts.update((number, reason) for number, _ in members)
+    return conflicts
 
 
 def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
@@ -45,8 +126,22 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
     manifest's folder unless absolute), `text` (the caption) and `label`
     (a class name or index); every row must name the same fields. String
     labels become indices in sorted order, kept on `dataset.class_names`.
-    A malformed line, a line that is not UTF-8, a missing or broken file and
-    an empty caption are bad records (see `kerasmm.data.errors`).
+    The file is UTF-8; a leading byte-order mark (what spreadsheet programs
+    write for "CSV UTF-8") is accepted and dropped.
+
+    A CSV header naming a column that is not one of `COLUMNS` (a typo such
+    as `imgae`), or naming one twice, stops the reader with a `ValueError`
+    whatever `on_error`, since it concerns every row. Bad records (see
+    `kerasmm.data.errors`): a malformed line, a line that is not UTF-8, a
+    JSON line with a field not in `COLUMNS` or a field named twice, a
+    missing or broken file, an empty caption, and rows that give one input
+    different labels: the same image (and audio) file, however its path is
+    spelled, or for text-only rows the same text. Every row of such a
+    conflict is bad, as none of them can be trusted; the error names the
+    file, the lines and the labels. Rows bad for another reason take no part
+    in conflicts. One image with several captions (rows differing only in
+    `text`, with the same label or none) is ordinary caption data and is
+    kept, as are exact repeats of a row.
 
     Other keyword arguments go to `kerasmm.data.pipeline.build`.
 
@@ -63,29 +158,28 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
         raise ValueError(f"from_manifest: no manifest file {path!r}.")
     base = os.path.dirname(os.path.abspath(path))
     table = RecordTable(f"from_manifest({path})", on_error)
-    with open(path, "rb") as f:
-        raw_lines = f.read().splitlines()
-    lines = []
-    for number, raw in enumerate(raw_lines, start=1):
+    lines = []  # (line number, text or None, reason or None) of the non-blank lines
+    for number, raw in enumerate(read_without_bom(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
         try:
-            lines.append((number, raw.decode("utf-8")))
+            lines.append((number, raw.decode("utf-8"), None))
         except UnicodeDecodeError:
-            table.bad(f"{path}:{number}", "line is not valid UTF-8")
-    rows = _csv_rows(lines) if extension == ".csv" else _jsonl_rows(lines)
+            lines.append((number, None, "line is not valid UTF-8"))
+    rows = _csv_rows(path, lines) if extension == ".csv" else _jsonl_rows(lines)
     kept = []
     for number, row, reason in rows:
-        source = f"{path}:{number}"
         if reason:
-            table.bad(source, reason)
+            table.bad(f"{path}:{number}", reason)
             continue
         fields = {k: row[k] for k in COLUMNS if k in row}
         if not fields:
-            table.bad(source, f"names none of the fields {COLUMNS}")
+            table.bad(f"{path}:{number}", f"names none of the fields {COLUMNS}")
             continue
         for key in ("image", "audio"):
             if key in fields:
                 fields[key] = resolve_path(base, str(fields[key]))
-        kept.append((source, fields))
+        kept.append((number, fields))
 
     labels = [f["label"] for _, f in kept if "label" in f]
     if labels and all(isinstance(v, int) or (isinstance(v, str) and v.isdigit()) for v in labels):
@@ -94,8 +188,17 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
         table.class_names = sorted({str(v) for v in labels})
         index = {name: i for i, name in enumerate(table.class_names)}
         to_index = lambda v: index[str(v)]  # noqa: E731
-    for source, fields in kept:
+    for _, fields in kept:
         if "label" in fields:
             fields["label"] = to_index(fields["label"])
-        table.add(source, **fields)
+    # A row bad for another reason (an empty caption, a broken file) is no
+    # evidence against the others: labels conflict only among usable rows.
+    checked = [(number, *table.check(**fields)) for number, fields in kept]
+    conflicts = _label_conflicts([(n, f) for n, f, reason in checked if reason is None], table.class_names)
+    for number, fields, reason in checked:
+        reason = reason or conflicts.get(number)
+        if reason:
+            table.bad(f"{path}:{number}", reason)
+        else:
+            table.keep(fields)
     return table.dataset(target=target, **pipeline_kwargs)

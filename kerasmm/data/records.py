@@ -5,6 +5,7 @@ import os
 from kerasmm.data import audio_ops, errors, image_ops, pipeline
 
 FIELDS = ("image", "audio", "text", "captions", "label")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def check_text(value):
@@ -50,6 +51,21 @@ class RecordTable:
 
     def add(self, source, **fields):
         """Check one record's fields and keep it, or handle it as bad; returns whether kept."""
+        fields, reason = self.check(**fields)
+        if reason is not None:
+            self.bad(source, reason)
+            return False
+        self.keep(fields)
+        return True
+
+    def check(self, **fields):
+        """`(fields, reason)`: the record's cleaned fields, and why it is bad or `None`.
+
+        For readers that look across records before keeping any (a reader
+        that finds conflicting records): `check` each record in order, then
+        `keep` the good ones or hand the bad ones to `bad`. The first good
+        record checked fixes the fields every record must have.
+        """
         fields = {k: v for k, v in fields.items() if v is not None}
         unknown = set(fields) - set(FIELDS)
         if unknown:
@@ -59,14 +75,14 @@ class RecordTable:
             missing = sorted(set(self.columns) - set(fields))
             extra = sorted(set(fields) - set(self.columns))
             reason = f"missing {missing}" if missing else f"has {extra}, which earlier records lack"
-        if reason is not None:
-            self.bad(source, reason)
-            return False
-        if self.columns is None:
+        if reason is None and self.columns is None:
             self.columns = {k: [] for k in fields}
+        return fields, reason
+
+    def keep(self, fields):
+        """Keep a record that `check` passed."""
         for key, value in fields.items():
             self.columns[key].append(value)
-        return True
 
     def _problem(self, fields):
         if "image" in fields:
@@ -92,7 +108,7 @@ class RecordTable:
 
     def dataset(self, target=None, **pipeline_kwargs):
         """The batched pipeline over the kept records, reporting the skipped ones."""
-        if not self.columns:
+        if not self.columns or not any(self.columns.values()):
             detail = f" ({self.skipped.summary()})" if len(self.skipped) else ""
             raise ValueError(f"{self.skipped.reader}: no usable records{detail}.")
         if target is None:
@@ -105,3 +121,15 @@ class RecordTable:
 def resolve_path(base_dir, path):
     """`path` as given if absolute, else relative to `base_dir`."""
     return path if os.path.isabs(path) else os.path.join(base_dir, path)
+
+
+def same_file_key(path):
+    """A key equal for two spellings of one file path (`img/1.png`, `./img/1.png`, `img//1.png`)."""
+    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
+
+
+def read_without_bom(path):
+    """The bytes of `path` less a leading UTF-8 byte-order mark (spreadsheets' "CSV UTF-8" writes one)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
