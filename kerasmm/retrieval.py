@@ -107,8 +107,11 @@ def _model_metadata(model):
     return metadata
 
 
-def _load_image_file(path, image_size):
-    """`(uint8 [H, W, 3] resized image, None)` or `(None, reason)` for a file that cannot be used."""
+def _load_image_file(path, image_size, policy):
+    """`(uint8 [H, W, 3] resized image, None)` or `(None, reason)` for a file that cannot be used.
+
+    The readers' and the exported model's path (`image_ops.load_image`), so search embeds what serving embeds.
+    """
     import tensorflow as tf
 
     from kerasmm.data import image_ops
@@ -119,8 +122,7 @@ def _load_image_file(path, image_size):
     try:
         with open(path, "rb") as f:
             data = f.read()
-        image = image_ops.decode_image(tf.constant(data))
-        return image_ops.resize_image(image, image_size).numpy(), None
+        return image_ops.load_image(tf.constant(data), image_size, policy).numpy(), None
     except (tf.errors.OpError, OSError) as error:
         return None, f"cannot decode image ({_short_error(error)})"
 
@@ -237,11 +239,14 @@ class Index:
             if size is None:
                 raise ValueError("Cannot tell the model's image size; pass image_size=(height, width).")
             size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+            from kerasmm.data import image_ops
+
+            policy = image_ops.policy_of(getattr(getattr(model, "preprocessor", None), "image_converter", None))
             keys, chunks = [], []
             with ThreadPoolExecutor(_DECODE_THREADS) as pool:
                 for start in range(0, len(paths), batch_size):
                     batch_paths = paths[start: start + batch_size]
-                    loaded = list(pool.map(lambda p: _load_image_file(p, size), batch_paths))
+                    loaded = list(pool.map(lambda p: _load_image_file(p, size, policy), batch_paths))
                     batch = []
                     for path, (image, reason) in zip(batch_paths, loaded):
                         if image is None:

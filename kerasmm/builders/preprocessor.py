@@ -4,7 +4,35 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from kerasmm.data import image_ops
+
 MODALITIES = ("image", "text", "audio")
+
+
+def eight_bit_or_unit_float(images):
+    """uint8 pixels, or float32 in [0, 1], from pixels of any integer or float dtype.
+
+    uint8 stays; uint16 (16-bit PNG) is scaled by 65535 to float; other
+    integer dtypes (int64 is numpy's default) must hold 8-bit values 0–255
+    and become uint8, or fail naming the values found; floats are taken as
+    [0, 1].
+    """
+    if images.dtype == tf.uint8:
+        return images
+    if images.dtype == tf.uint16:
+        return tf.cast(images, "float32") / 65535.0
+    if images.dtype.is_integer:
+        low, high = tf.reduce_min(images), tf.reduce_max(images)
+        check = tf.debugging.Assert(
+            (low >= 0) & (high <= 255),
+            [f"Images of dtype {images.dtype.name} must hold 8-bit values 0-255 (pass uint8, uint16, or floats "
+             "in [0, 1]); found values from", low, "to", high],
+        )
+        with tf.control_dependencies([check]):
+            return tf.cast(images, tf.uint8)
+    if images.dtype.is_floating:
+        return tf.cast(images, "float32")
+    raise ValueError(f"Images must be integer or float pixels, got dtype {images.dtype.name}.")
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -134,15 +162,14 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
     def _prepare_image(self, images):
         if images.shape.rank != 4 or (images.shape[-1] is not None and images.shape[-1] != 3):
             raise ValueError(f"Images must be [batch, height, width, 3] pixels, got shape {images.shape}.")
-        if not (images.dtype.is_integer or images.dtype.is_floating):
-            raise ValueError(f"Images must be integer or float pixels, got dtype {images.dtype.name}.")
+        images = eight_bit_or_unit_float(images)
+        if tuple(images.shape[1:3]) != tuple(self.image_converter.image_size):
+            # The readers' resize (kerasmm.data.image_ops), so pixels given here match pixels read from files.
+            images = image_ops.resize_image(images, self.image_converter.image_size,
+                                            image_ops.policy_of(self.image_converter))
         if images.dtype == tf.uint8:
-            images = tf.cast(images, "float32") / 255.0
-        else:
-            images = tf.cast(images, "float32")
-        if tuple(images.shape[1:3]) == tuple(self.image_converter.image_size):
-            return images  # readers already resized to the model's size
-        return self.image_converter(images)
+            return tf.cast(images, "float32") / 255.0
+        return images
 
     def _prepare_text(self, text):
         if text.dtype != tf.string:

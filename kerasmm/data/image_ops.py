@@ -29,12 +29,13 @@ _WHITE = 255.0
 
 
 def decode_image(data, min_size=None):
-    """Decode JPEG, PNG, GIF or BMP bytes (a scalar string) to uint8 RGB `[H, W, 3]`.
+    """Decode JPEG, PNG, GIF, BMP or WebP bytes (a scalar string) to uint8 RGB `[H, W, 3]`, upright.
 
     Greyscale is repeated over the three channels; palette images come out
     as RGB; an alpha channel is composited onto white (transparent pixels
     become white rather than whatever colour they happen to store). An
-    animated GIF gives its first frame.
+    animated GIF gives its first frame. A JPEG's EXIF orientation is applied,
+    so a phone photo taken sideways comes out as it was shot.
 
     With `min_size=(height, width)` a JPEG is decoded at the smallest of
     1/1, 1/2, 1/4, 1/8 scale that still covers `min_size` (libjpeg scales in
@@ -46,18 +47,146 @@ def decode_image(data, min_size=None):
         )
     image = tf.io.decode_image(data, channels=0, expand_animations=False)
     image = tf.ensure_shape(image, (None, None, None))
-    return to_rgb(image)
+    return orient(to_rgb(image), exif_orientation(data))
 
 
 _JPEG_RATIOS = (1, 2, 4, 8)
 
 
 def _decode_jpeg_at_least(data, min_size):
+    orientation = exif_orientation(data)
     shape = tf.image.extract_jpeg_shape(data)
-    room = tf.minimum(shape[0] // min_size[0], shape[1] // min_size[1])  # how many times larger it is
+    stored = tf.where(orientation >= 5, tf.constant(min_size[::-1]), tf.constant(min_size))  # 5-8 transpose
+    room = tf.minimum(shape[0] // stored[0], shape[1] // stored[1])  # how many times larger it is
     index = tf.reduce_sum(tf.cast(room >= tf.constant(_JPEG_RATIOS[1:], shape.dtype), tf.int32))
     branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in _JPEG_RATIOS]
-    return tf.ensure_shape(tf.switch_case(index, branches), (None, None, 3))
+    return orient(tf.ensure_shape(tf.switch_case(index, branches), (None, None, 3)), orientation)
+
+
+# EXIF orientation is searched for in the first bytes of a JPEG, where its APP1 segment stands.
+_EXIF_SEARCH_BYTES = 65536
+_EXIF_MAX_ENTRIES = 64
+
+
+def exif_orientation(data):
+    """int32 EXIF orientation (1–8) of JPEG bytes `data`; 1 (upright) when there is none or it is not a JPEG.
+
+    A bounded parse in graph ops: the APP1 "Exif" segment in the first
+    64 KiB, its TIFF byte order, and the orientation tag (0x0112) among the
+    first 64 entries of IFD0. TensorFlow's decoders ignore EXIF.
+    """
+    head = tf.strings.substr(data, 0, _EXIF_SEARCH_BYTES)
+    parts = tf.strings.split(head, b"Exif\x00\x00", maxsplit=1)
+    found = tf.io.is_jpeg(data) & tf.equal(tf.size(parts), 2)
+    start = tf.strings.length(parts[0])  # where "Exif" starts, if found
+    padded = tf.strings.join([head, tf.constant(b"\0" * (16 + 12 * _EXIF_MAX_ENTRIES))])
+
+    def read(offset, count):
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, count), tf.uint8), tf.int32)
+
+    tiff = start + 6
+    little = tf.equal(tf.strings.substr(padded, tiff, 2), b"II")
+
+    def number(raw):  # unsigned integers of the TIFF's byte order, along the last axis
+        weights = 256 ** tf.range(tf.shape(raw)[-1])
+        return tf.reduce_sum(raw * tf.where(little, weights, tf.reverse(weights, [0])), axis=-1)
+
+    marker_ok = tf.reduce_all(tf.equal(read(tf.maximum(start - 4, 0), 2), [0xFF, 0xE1]))
+    ifd = tiff + number(read(tiff + 4, 4))
+    ifd = tf.clip_by_value(ifd, 0, _EXIF_SEARCH_BYTES)
+    count = number(read(ifd, 2))
+    entries = tf.reshape(read(ifd + 2, 12 * _EXIF_MAX_ENTRIES), (_EXIF_MAX_ENTRIES, 12))
+    tags = number(entries[:, 0:2])
+    values = number(entries[:, 8:10])
+    hit = tf.equal(tags, 0x0112) & (tf.range(_EXIF_MAX_ENTRIES) < count)
+    value = tf.reduce_max(tf.where(hit, values, 0))
+    valid = found & marker_ok & tf.reduce_any(hit) & (value >= 1) & (value <= 8)
+    return tf.where(valid, value, 1)
+
+
+def orient(image, orientation):
+    """`[H, W, C]` `image` turned upright from EXIF `orientation` (1–8): a transpose, then flips."""
+    transposed = tf.cond(orientation >= 5, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+    flip_left_right = tf.reduce_any(tf.equal(orientation, [2, 3, 6, 7]))
+    flip_up_down = tf.reduce_any(tf.equal(orientation, [3, 4, 7, 8]))
+    image = tf.where(flip_left_right, tf.reverse(transposed, [1]), transposed)
+    return tf.where(flip_up_down, tf.reverse(image, [0]), image)
+
+
+def header_pixels(data):
+    """int64 pixel count (height × width) that encoded image bytes declare in their header; -1 if unknown.
+
+    Graph ops on the first bytes only (JPEG frame header, PNG IHDR, GIF
+    logical screen, BMP info header, WebP VP8/VP8L/VP8X), so a server can
+    refuse an image too large to decode before decoding it.
+    """
+    padded = tf.strings.join([tf.strings.substr(data, 0, 64), tf.constant(b"\0" * 64)])
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, 64), tf.uint8), tf.int64)
+
+    def number(offset, count, little=True):
+        weights = tf.constant([256**i for i in range(count)], tf.int64)
+        return tf.reduce_sum(raw[offset:offset + count] * (weights if little else weights[::-1]))
+
+    def starts(prefix, offset=0):
+        return tf.equal(tf.strings.substr(padded, offset, len(prefix)), prefix)
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    vp8l_bits = number(21, 4)
+    sizes = [
+        (starts(b"\x89PNG\r\n\x1a\n"), lambda: number(16, 4, little=False) * number(20, 4, little=False)),
+        (starts(b"GIF87a") | starts(b"GIF89a"), lambda: number(6, 2) * number(8, 2)),
+        (starts(b"BM"), lambda: tf.abs(number(18, 4) - tf.where(number(18, 4) >= 2**31, 2**32, 0))
+                               * tf.abs(number(22, 4) - tf.where(number(22, 4) >= 2**31, 2**32, 0))),
+        (starts(b"RIFF") & starts(b"WEBPVP8X", 8), lambda: (number(24, 3) + 1) * (number(27, 3) + 1)),
+        (starts(b"RIFF") & starts(b"WEBPVP8L", 8),
+         lambda: (vp8l_bits % 2**14 + 1) * (vp8l_bits // 2**14 % 2**14 + 1)),
+        (starts(b"RIFF") & starts(b"WEBPVP8 ", 8), lambda: (number(26, 2) % 2**14) * (number(28, 2) % 2**14)),
+    ]
+    pixels = tf.cond(tf.io.is_jpeg(data), jpeg, lambda: tf.constant(-1, tf.int64))
+    for found, count in sizes:
+        pixels = tf.cond(found, count, lambda p=pixels: p)
+    return pixels
+
+
+def is_animated_webp(data):
+    """bool: whether encoded bytes are an animated WebP (VP8X with the animation flag), which TF cannot decode."""
+    flags = tf.io.decode_raw(tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 21)]), 20, 1), tf.uint8)
+    return (tf.equal(tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 16)]), 0, 4), b"RIFF")
+            & tf.equal(tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 16)]), 8, 8), b"WEBPVP8X")
+            & tf.not_equal(tf.bitwise.bitwise_and(flags[0], 2), 0))
+
+
+def load_image(data, size, policy="crop"):
+    """uint8 `[height, width, 3]` from encoded image bytes: the one image path of readers, search and export.
+
+    `decode_image` (RGB, upright, JPEGs decoded at the smallest DCT scale
+    that covers `size`), then `resize_image` with `policy`. Every route a
+    file takes — a reader, `kerasmm search` and `Index`, an exported
+    SavedModel — calls this, so the same file gives the same pixels.
+
+    Example:
+    ```python
+    import tensorflow as tf
+    from kerasmm.data import image_ops
+    jpeg = tf.io.encode_jpeg(tf.zeros((40, 30, 3), tf.uint8))
+    image_ops.load_image(jpeg, (16, 16)).shape   # (16, 16, 3), uint8, centre-cropped
+    ```
+    """
+    height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return resize_image(decode_image(data, min_size=(height, width)), (height, width), policy)
+
+
+def policy_of(image_converter):
+    """The `resize_image` policy a keras_hub `ImageConverter` resizes with ("crop", "pad" or "stretch").
+
+    None (no converter) gives "crop", the readers' default.
+    """
+    if image_converter is None or getattr(image_converter, "crop_to_aspect_ratio", False):
+        return "crop"
+    return "pad" if getattr(image_converter, "pad_to_aspect_ratio", False) else "stretch"
 
 
 def to_rgb(image):

@@ -30,7 +30,7 @@ def build(
     target,
     batch_size=32,
     image_size=224,
-    aspect_policy="stretch",
+    aspect_policy="crop",
     audio_rate=16000,
     audio_length=16000,
     shuffle=False,
@@ -50,7 +50,9 @@ def build(
         batch_size: global batch size; with `input_context` each worker
             batches `input_context.get_per_replica_batch_size(batch_size)`.
         image_size: int or (height, width) every image is resized to.
-        aspect_policy: "stretch", "crop" or "pad" (see `image_ops.resize_image`).
+        aspect_policy: "crop" (default: the centred crop every zoo model's
+            preprocessor and exported SavedModel take), "stretch" or "pad"
+            (see `image_ops.resize_image`).
         audio_rate, audio_length: waveforms are resampled to `audio_rate` Hz
             and padded or cut to `audio_length` samples.
         shuffle: reshuffle the records every epoch (seeded by `seed`).
@@ -96,8 +98,7 @@ def build(
     def load(record, random):
         features = {}
         if "image" in record:
-            image = image_ops.decode_image(tf.io.read_file(record["image"]), min_size=size)
-            features["image"] = image_ops.resize_image(image, size, aspect_policy)
+            features["image"] = image_ops.load_image(tf.io.read_file(record["image"]), size, aspect_policy)
         if "audio" in record:
             features["audio"] = audio_ops.decode_wav(tf.io.read_file(record["audio"]), audio_rate, audio_length)
         if "captions" in record:

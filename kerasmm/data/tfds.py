@@ -270,7 +270,7 @@ def from_tfds(
     captions="sample",
     batch_size=32,
     image_size=224,
-    aspect_policy="stretch",
+    aspect_policy="crop",
     shuffle=False,
     seed=None,
     deterministic=True,
@@ -380,8 +380,10 @@ def from_tfds(
 
     def load(example, random):
         image = example["image"]
-        image = image_ops.decode_image(image) if layout["encoded"] else image_ops.to_rgb(image)
-        features = {"image": image_ops.resize_image(image, size, aspect_policy)}
+        if layout["encoded"]:
+            features = {"image": image_ops.load_image(image, size, aspect_policy)}
+        else:
+            features = {"image": image_ops.resize_image(image_ops.to_rgb(image), size, aspect_policy)}
         if "text" in example:
             features["text"] = example["text"]
         elif "captions" in example:

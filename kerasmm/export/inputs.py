@@ -1,9 +1,12 @@
 """Graph ops for raw serving inputs: checked batches of encoded images, WAV files and strings.
 
 Everything here runs inside the exported SavedModel. A bad request (an empty
-batch, an empty string, bytes that are not an image or a WAV file, inputs of
-different batch sizes) fails with a `tf.errors.InvalidArgumentError` whose
-message names the input and the problem, e.g.
+batch, an empty string, bytes that are not an image or a WAV file, an image
+whose header declares more than `image_ops.MAX_IMAGE_PIXELS` pixels, an
+animated WebP, text that is empty, blank, not UTF-8 or over
+`MAX_TEXT_BYTES`, inputs of different batch sizes) fails with a
+`tf.errors.InvalidArgumentError` whose message names the input and the
+problem, e.g.
 "assertion failed: [image_bytes: element 1 is not a JPEG, PNG, GIF, BMP or
 WebP image (index:)] [[1]]".
 
@@ -20,6 +23,9 @@ pixels.shape   # (1, 16, 16, 3), float32 in [0, 1]
 import tensorflow as tf
 
 from kerasmm.data import audio_ops, image_ops
+
+# Longest text a request may send, in UTF-8 bytes: far over any model's sequence length, and bounded.
+MAX_TEXT_BYTES = 16384
 
 IMAGE_INPUT = "image_bytes"
 TEXT_INPUT = "text"
@@ -64,10 +70,12 @@ def checked_batch(values, name):
         return tf.identity(values)
 
 
-def checked_bytes(values, name, kind):
+def checked_bytes(values, name, kind, max_pixels=None):
     """`values` after checks: a non-empty batch, no empty string, and each an image (or WAV) file.
 
-    `kind` is "image" or "audio".
+    `kind` is "image" or "audio". Images must also declare at most
+    `max_pixels` pixels in their header (default `image_ops.MAX_IMAGE_PIXELS`)
+    and not be animated WebP, checked before anything is decoded.
     """
     values = checked_batch(values, name)
     empty = tf.equal(tf.strings.length(values), 0)
@@ -80,6 +88,39 @@ def checked_bytes(values, name, kind):
     checks = [
         _assert_none(empty, f"{name}: element is an empty string, not {what} (index:)"),
         _assert_none(wrong & ~empty, f"{name}: element is not {what} (index:)"),
+    ]
+    with tf.control_dependencies(checks):
+        values = tf.identity(values)
+    if kind == "image":
+        values = _checked_image_headers(values, name, max_pixels or image_ops.MAX_IMAGE_PIXELS)
+    return values
+
+
+def _checked_image_headers(values, name, max_pixels):
+    animated = tf.map_fn(image_ops.is_animated_webp, values, fn_output_signature=tf.bool)
+    pixels = tf.map_fn(image_ops.header_pixels, values, fn_output_signature=tf.int64)
+    checks = [
+        _assert_none(animated, f"{name}: element is an animated WebP, which cannot be decoded (index:)"),
+        _assert_none(pixels > max_pixels, f"{name}: element declares more than {max_pixels} pixels in its header; "
+                                          "send a smaller image (index:)"),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(values)
+
+
+def checked_text(values, name, max_bytes=MAX_TEXT_BYTES):
+    """`values` (a `[B]` string batch) after checks: not empty, no blank element, UTF-8, at most `max_bytes` each."""
+    values = checked_batch(values, name)
+    blank = tf.equal(tf.strings.length(tf.strings.strip(values)), 0)
+    # Invalid UTF-8 decodes to U+FFFD: more of those than the text spells out itself means invalid bytes.
+    decoded = tf.strings.unicode_decode(values, "UTF-8", errors="replace", replacement_char=0xFFFD)
+    replaced = tf.reduce_sum(tf.cast(tf.equal(decoded, 0xFFFD), tf.int32), axis=1)
+    spelled = tf.cast(tf.strings.split(values, "\ufffd".encode()).row_lengths(), tf.int32) - 1
+    checks = [
+        _assert_none(blank, f"{name}: element is empty or only white space (index:)"),
+        _assert_none(replaced > spelled, f"{name}: element is not valid UTF-8 text (index:)"),
+        _assert_none(tf.strings.length(values) > max_bytes,
+                     f"{name}: element is longer than {max_bytes} bytes (index:)"),
     ]
     with tf.control_dependencies(checks):
         return tf.identity(values)
@@ -99,29 +140,19 @@ def same_batch_size(named):
         return {n: tf.identity(v) for n, v in named.items()}
 
 
-def decode_images(image_bytes, image_size, resize=None):
+def decode_images(image_bytes, image_size, policy="crop"):
     """float32 `[B, height, width, 3]` in [0, 1] from a `[B]` batch of encoded images.
 
-    Each image is decoded to RGB (`kerasmm.data.image_ops.decode_image`:
-    greyscale repeated, alpha composited onto white, first GIF frame), scaled
-    to [0, 1] and, unless it already has `image_size`, passed to `resize` (a
-    function of a `[1, H, W, 3]` float batch; default bilinear with
-    antialiasing), exactly as a model's preprocessor treats one raw image.
+    Each image goes through `kerasmm.data.image_ops.load_image` (RGB,
+    upright, resized with `policy` to uint8), the path the readers and
+    `kerasmm search` take, so a served image gives the pixels it trained as.
     """
     height, width = (int(s) for s in image_size)
-    if resize is None:
-        def resize(batch):
-            return tf.image.resize(batch, (height, width), antialias=True)
-
-    def decode_one(data):
-        pixels = tf.cast(image_ops.decode_image(data), tf.float32) / 255.0
-        same = tf.reduce_all(tf.equal(tf.shape(pixels)[:2], [height, width]))
-        pixels = tf.cond(same, lambda: pixels, lambda: tf.cast(resize(pixels[None]), tf.float32)[0])
-        return tf.ensure_shape(pixels, (height, width, 3))
-
-    return tf.map_fn(
-        decode_one, image_bytes, fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32)
+    pixels = tf.map_fn(
+        lambda data: image_ops.load_image(data, (height, width), policy), image_bytes,
+        fn_output_signature=tf.TensorSpec((height, width, 3), tf.uint8),
     )
+    return tf.cast(pixels, tf.float32) / 255.0
 
 
 def decode_waves(audio_bytes, length, sample_rate):

@@ -30,6 +30,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kerasmm.data import image_ops
 from kerasmm.export import inputs as raw
 
 FAMILIES = ("classifier", "dual_encoder", "captioner", "text_to_image")
@@ -124,14 +125,14 @@ def _preprocessing_constants(preprocessor, sample_rate):
 def raw_features(preprocessor, modalities, request, sample_rate):
     """Raw features the model's preprocessor takes, from a request of string tensors (checked here).
 
-    Images come back float32 in [0, 1] at the model's image size (resized by
-    the preprocessor's own image converter), audio as float32 waveforms of
+    Images come back float32 in [0, 1] at the model's image size (resized as
+    the readers resize, with the policy of the preprocessor's image converter), audio as float32 waveforms of
     the model's length at `sample_rate`, text as the strings.
     """
     checked = {}
     for m in modalities:
         name = raw.INPUT_NAMES[m]
-        checked[name] = raw.checked_batch(request[name], name) if m == "text" else raw.checked_bytes(
+        checked[name] = raw.checked_text(request[name], name) if m == "text" else raw.checked_bytes(
             request[name], name, m
         )
     checked = raw.same_batch_size(checked)
@@ -140,7 +141,7 @@ def raw_features(preprocessor, modalities, request, sample_rate):
         value = checked[raw.INPUT_NAMES[m]]
         if m == "image":
             converter = preprocessor.image_converter
-            value = raw.decode_images(value, converter.image_size, resize=converter)
+            value = raw.decode_images(value, converter.image_size, image_ops.policy_of(converter))
         elif m == "audio":
             value = raw.decode_waves(value, preprocessor.audio_length, sample_rate)
         features[m] = value
@@ -358,7 +359,7 @@ def _text_to_image(model, module, staging, sample_rate):
     preprocessor = model.preprocessor
 
     def body(request):
-        text = raw.checked_batch(request[raw.TEXT_INPUT], raw.TEXT_INPUT)
+        text = raw.checked_text(request[raw.TEXT_INPUT], raw.TEXT_INPUT)
         images = tf.cast(model({"text": preprocessor.prepare_text(text)}, training=False), tf.float32)
         png = tf.map_fn(
             lambda image: tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)),

@@ -60,3 +60,24 @@ def test_bad_configuration():
         preprocessor(tokenizer=None)
     with pytest.raises(ValueError, match="image_size"):
         preprocessor(image_size=None)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32", "uint32"])
+def test_integer_pixels_of_any_dtype_give_the_uint8_result(dtype):
+    import kerasmm
+
+    preprocessor = kerasmm.zoo.get("tiny_dual_encoder").preprocessor
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 20, 24, 3))
+    expected = preprocessor.prepare("image", pixels.astype("uint8")).numpy()
+    np.testing.assert_array_equal(preprocessor.prepare("image", pixels.astype(dtype)).numpy(), expected)
+
+
+def test_sixteen_bit_pixels_are_scaled_by_their_range_and_out_of_range_integers_refused():
+    import kerasmm
+
+    preprocessor = kerasmm.zoo.get("tiny_dual_encoder").preprocessor
+    size = preprocessor.image_converter.image_size
+    white16 = np.full((1, *size, 3), 65535, np.uint16)
+    np.testing.assert_allclose(preprocessor.prepare("image", white16).numpy(), 1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dtype int64 must hold 8-bit values 0-255"):
+        preprocessor.prepare("image", np.full((1, *size, 3), 1000, np.int64))

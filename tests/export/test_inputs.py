@@ -74,3 +74,56 @@ def test_inputs_of_different_batch_sizes_are_refused():
     with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes, text must have the same batch size"):
         both(tf.constant([b"x"]), tf.constant([b"a", b"b"]))
     assert both(tf.constant([b"x"]), tf.constant([b"a"])).numpy().tolist() == [b"a"]
+
+
+def _png_header(width, height):
+    """A PNG signature and IHDR declaring `width` x `height`: what a server sees before decoding."""
+    import struct
+    import zlib
+
+    body = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def _animated_webp():
+    import io
+
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)) for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data, message", [
+    (_png_header(12000, 12000), "image_bytes: element declares more than 67108864 pixels in its header"),
+    (_animated_webp(), "image_bytes: element is an animated WebP, which cannot be decoded"),
+])
+def test_images_too_large_or_animated_are_refused_before_decoding(data, message):
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        decode(tf.constant([png(np.zeros((4, 4, 3))), data]))
+    assert message in caught.value.message and "[1]" in caught.value.message
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+def checked_text(text):
+    return inputs.checked_text(text, "text", max_bytes=32)
+
+
+@pytest.mark.parametrize("text, message", [
+    ([b"a red circle", b""], "text: element is empty or only white space (index:)] [1]"),
+    ([b" \t\n"], "text: element is empty or only white space (index:)] [0]"),
+    ([b"caf\xe9 latin-1"], "text: element is not valid UTF-8 text (index:)] [0]"),
+    ([b"x" * 33], "text: element is longer than 32 bytes (index:)] [0]"),
+    ([], "text is an empty batch"),
+])
+def test_bad_text_requests_name_the_problem(text, message):
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        checked_text(tf.constant(text, tf.string))
+    assert message in caught.value.message
+
+
+def test_good_text_passes_including_a_spelled_out_replacement_character():
+    text = tf.constant(["a red circle", "caf\u00e9 \ufffd", "x" * 32])
+    np.testing.assert_array_equal(checked_text(text).numpy(), text.numpy())

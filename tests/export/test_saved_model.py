@@ -85,6 +85,9 @@ def test_captions_and_scores_equal_the_in_process_model(exported):
     ([b"GIF87 is not quite a gif", b"%PDF-1.7"], "image_bytes: element is not a JPEG, PNG, GIF, BMP or WebP image"),
     ([b""], "image_bytes: element is an empty string"),
     ([], "image_bytes is an empty batch"),
+    # A 12000 x 12000 PNG header: refused before decoding (it would take seconds and gigabytes).
+    ([b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00.\xe0\x00\x00.\xe0\x08\x02\x00\x00\x00\x00\x00\x00\x00"],
+     "image_bytes: element declares more than 67108864 pixels in its header"),
 ])
 def test_bad_requests_to_the_loaded_model_fail_with_a_clear_error(exported, image_bytes, message):
     serve = exported["loaded"].signatures["serving_default"]
