@@ -127,3 +127,40 @@ def test_bad_text_requests_name_the_problem(text, message):
 def test_good_text_passes_including_a_spelled_out_replacement_character():
     text = tf.constant(["a red circle", "caf\u00e9 \ufffd", "x" * 32])
     np.testing.assert_array_equal(checked_text(text).numpy(), text.numpy())
+
+
+def test_fuzz_mutated_images_give_a_result_or_an_invalid_argument_error():
+    """Truncations, header byte flips, flips anywhere and appended bytes of seven kinds of image, through
+    the exported graph's own checks and decoding: every request is answered or refused, nothing else."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    picture = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    originals = []
+    for format, options in [("JPEG", {}), ("JPEG", {"progressive": True}), ("PNG", {}), ("GIF", {}), ("BMP", {}),
+                            ("WEBP", {"lossless": True}), ("WEBP", {"quality": 70})]:
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format, **options)
+        originals.append(buffer.getvalue())
+    answered = refused = 0
+    for i in range(140):
+        data = bytearray(originals[i % len(originals)])
+        kind = i // len(originals) % 4
+        if kind == 0:
+            data = data[: rng.integers(1, len(data))]
+        elif kind == 1:
+            for position in rng.integers(0, min(64, len(data)), 3):
+                data[position] = rng.integers(256)
+        elif kind == 2:
+            data[rng.integers(len(data))] = rng.integers(256)
+        else:
+            data += bytes(rng.integers(0, 256, rng.integers(1, 100), dtype=np.uint8))
+        try:
+            assert decode(tf.constant([bytes(data)])).shape == (1, 16, 16, 3)
+            answered += 1
+        except tf.errors.InvalidArgumentError as error:
+            assert error.message.strip()
+            refused += 1
+    assert answered + refused == 140 and answered > 20 and refused > 20
