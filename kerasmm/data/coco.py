@@ -19,8 +19,10 @@ def load_coco_json(path):
     text = read_without_bom(path).decode("utf-8", errors="surrogateescape")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError, or an integer of more digits than Python converts
         raise ValueError(f"from_coco: {path} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError(f"from_coco: {path} is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"from_coco: {path} has no 'images' list; is it a COCO captions file?")
     if not isinstance(data.get("annotations"), list):
@@ -28,18 +30,46 @@ def load_coco_json(path):
     return data
 
 
+def _categories(data, path):
+    """`{id: name}` of `categories[]`; it names every label, so a broken entry is an error whatever `on_error`."""
+    categories = data.get("categories") or []
+    if not isinstance(categories, list):
+        raise ValueError(f"from_coco: {path}: 'categories' must be a list, got {type(categories).__name__}.")
+    names, where = {}, {}
+    for i, category in enumerate(categories):
+        if not isinstance(category, dict) or not _is_id(category.get("id")):
+            raise ValueError(f"from_coco: {path}: categories[{i}] needs an integer or string 'id', "
+                             f"got {category!r:.80}.")
+        if category["id"] in names:
+            raise ValueError(f"from_coco: {path}: categories[{where[category['id']]}] and categories[{i}] "
+                             f"both have id {category['id']!r}.")
+        names[category["id"]], where[category["id"]] = str(category.get("name", category["id"])), i
+    return names
+
+
 def _is_id(value):
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
-def _check_images(data, annotations_json, image_dir):
+def _int32(image_id):
+    """`image_id` as a non-negative int32 label, or None."""
+    if isinstance(image_id, str):
+        try:
+            image_id = int(image_id) if image_id.isdecimal() else -1
+        except ValueError:  # more digits than Python converts: out of range anyway
+            image_id = -1
+    return image_id if 0 <= image_id < 2**31 else None
+
+
+def _check_images(data, annotations_json, image_dir, labelled=False):
     """`(images, dropped, reports)` for `images[]`.
 
     `images` maps id to each usable entry; `dropped` maps the ids of bad
     entries to the reason (their annotations are bad too); `reports` lists
     the bad entries as `(source, reason)` in `images[]` order. Two entries
     with one `id`, or two naming one file (however its path is spelled), are
-    all bad: which one the annotations mean cannot be told.
+    all bad: which one the annotations mean cannot be told. When `labelled`,
+    an entry without a usable `category_id` is bad too.
     """
     problems = collections.defaultdict(list)
     by_id, by_file = collections.defaultdict(list), collections.defaultdict(list)
@@ -52,6 +82,11 @@ def _check_images(data, annotations_json, image_dir):
             problems[i].append(f"file_name must be a non-empty string, got {image['file_name']!r}")
         else:
             by_file[same_file_key(resolve_path(image_dir, image["file_name"]))].append((i, image))
+        if labelled and isinstance(image, dict):
+            if "category_id" not in image:
+                problems[i].append("no 'category_id', which other images have")
+            elif not _is_id(image["category_id"]):
+                problems[i].append(f"category_id must be an integer or a string, got {image['category_id']!r}")
         if isinstance(image, dict) and _is_id(image.get("id")):
             by_id[image["id"]].append((i, image))
     for image_id, group in by_id.items():
@@ -110,14 +145,20 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
 
     An image with no annotation makes no example. These are bad records
     (see `kerasmm.data.errors`):
-    - an `images[]` entry without `id` and `file_name`;
+    - an `images[]` entry without `id` and `file_name`, or, when other
+      entries carry a `category_id`, without a usable one of its own;
     - duplicates in `images[]`: entries sharing an `id`, or naming one file
       (however its path is spelled). Which one is meant cannot be told, so
       every entry involved is bad, and so is every annotation of their ids;
       the error names the id (or file) and each entry with its file (or id);
     - annotations sharing an `id` (every one of them), an annotation whose
       `image_id` has no (usable) image, an empty or non-UTF-8 caption;
-    - a missing or broken image file.
+    - a missing or broken image file;
+    - with `target="image_id"`, an annotation of an image whose id is not an
+      integer from 0 to 2**31 - 1.
+    A `categories[]` entry without an integer or string `id`, or repeating
+    one, stops the reader with a `ValueError` whatever `on_error`, since it
+    concerns every label.
     Under `on_error="skip"` `dataset.skipped_records` lists each dropped
     `images[i]` entry and annotation.
 
@@ -135,8 +176,10 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     if captions not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}.")
     data = load_coco_json(annotations_json)
+    names = _categories(data, annotations_json)
     table = RecordTable(f"from_coco({annotations_json})", on_error)
-    images, dropped, reports = _check_images(data, annotations_json, image_dir)
+    labelled = any(isinstance(image, dict) and "category_id" in image for image in data["images"])
+    images, dropped, reports = _check_images(data, annotations_json, image_dir, labelled)
     for source, reason in reports:
         table.bad(source, reason)
     sources, repeated_ids = _annotation_sources(data, annotations_json)
@@ -159,18 +202,23 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
             else:
                 by_image[annotation["image_id"]].append((source, caption))
 
-    labelled = bool(images) and all("category_id" in image for image in images.values())
     if labelled:
-        names = {c["id"]: c.get("name", str(c["id"])) for c in data.get("categories", [])}
-        ids = sorted({image["category_id"] for image in images.values()} | set(names))
-        table.class_names = [str(names.get(i, i)) for i in ids]
+        # Integer ids in order, then string ids: an id may be either.
+        ids = sorted({image["category_id"] for image in images.values()} | set(names),
+                     key=lambda i: (isinstance(i, str), i))
+        table.class_names = [names.get(i, str(i)) for i in ids]
         label_of = {category: index for index, category in enumerate(ids)}
     for image_id, annotations in by_image.items():
         image = images[image_id]
         path = resolve_path(image_dir, image["file_name"])
         label = label_of[image["category_id"]] if labelled else None
         if target == "image_id":
-            label = int(image_id)
+            label = _int32(image_id)
+            if label is None:
+                for source, _ in annotations:
+                    table.bad(source, f"image id {image_id!r} is not an integer from 0 to 2**31 - 1, "
+                                      "which target='image_id' needs")
+                continue
         if captions == "all":
             for source, caption in annotations:
                 table.add(source, image=path, text=caption, label=label)

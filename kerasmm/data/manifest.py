@@ -9,6 +9,7 @@ import os
 from kerasmm.data.records import RecordTable, read_without_bom, resolve_path, same_file_key
 
 COLUMNS = ("image", "audio", "text", "label")
+MAX_LABEL = 2**31 - 1  # the pipeline's labels are int32
 
 
 class _RepeatedKey(Exception):
@@ -37,6 +38,12 @@ def _jsonl_rows(lines):
         except _RepeatedKey as e:
             yield number, None, f"names the field(s) {', '.join(map(repr, e.args[0]))} more than once"
             continue
+        except ValueError as e:  # an integer of more digits than Python converts
+            yield number, None, f"malformed JSON ({e})"
+            continue
+        except RecursionError:
+            yield number, None, "malformed JSON (nested too deeply)"
+            continue
         if not isinstance(row, dict):
             yield number, None, "a JSON line must be an object"
             continue
@@ -47,11 +54,22 @@ def _jsonl_rows(lines):
         yield number, row, None
 
 
+def _csv_values(raw):
+    """The fields of one CSV line; `csv.Error` (a field over `csv.field_size_limit()`) as ValueError."""
+    try:
+        return next(csv.reader(io.StringIO(raw)), [])
+    except csv.Error as e:
+        raise ValueError(str(e)) from None
+
+
 def _csv_header(path, number, raw):
     """The column names of the header line; a header this reader cannot trust stops it whatever `on_error`."""
     if raw is None:
         raise ValueError(f"from_manifest: {path}:{number}: the CSV header is not valid UTF-8.")
-    header = next(csv.reader([raw]), [])
+    try:
+        header = _csv_values(raw)
+    except ValueError as e:
+        raise ValueError(f"from_manifest: {path}:{number}: malformed CSV header ({e}).") from None
     unknown = [name for name in header if name not in COLUMNS]
     if unknown:
         raise ValueError(
@@ -74,11 +92,44 @@ def _csv_rows(path, lines):
         if reason:
             yield number, None, reason
             continue
-        values = next(csv.reader(io.StringIO(raw)), [])
+        try:
+            values = _csv_values(raw)
+        except ValueError as e:
+            yield number, None, f"malformed CSV row ({e})"
+            continue
         if len(values) != len(header):
             yield number, None, f"malformed CSV row: {len(values)} fields where the header has {len(header)}"
             continue
         yield number, {k: v for k, v in zip(header, values) if v != ""}, None
+
+
+def _json_type(value):
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a non-integer number", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _field_problem(fields):
+    """Why a row's fields have the wrong type (JSON can give any), or None."""
+    for key in ("image", "audio"):
+        if key in fields and not isinstance(fields[key], str):
+            return f"{key} must be a file path (a string), got {_json_type(fields[key])}"
+    if "label" in fields:
+        label = fields["label"]
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            return f"label must be a class name (a string) or index (an integer), got {_json_type(label)}"
+        if isinstance(label, int) and not 0 <= label <= MAX_LABEL:
+            return f"label index {label} is not between 0 and {MAX_LABEL}"
+    return None
+
+
+def _index(label):
+    """An index label (an int, or a string of decimal digits) as an int."""
+    try:
+        return int(label)
+    except ValueError:  # more digits than Python converts: out of range anyway
+        return MAX_LABEL + 1
 
 
 def _input_key(fields):
@@ -132,9 +183,12 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
     A CSV header naming a column that is not one of `COLUMNS` (a typo such
     as `imgae`), or naming one twice, stops the reader with a `ValueError`
     whatever `on_error`, since it concerns every row. Bad records (see
-    `kerasmm.data.errors`): a malformed line, a line that is not UTF-8, a
-    JSON line with a field not in `COLUMNS` or a field named twice, a
-    missing or broken file, an empty caption, and rows that give one input
+    `kerasmm.data.errors`): a malformed line (a CSV field over
+    `csv.field_size_limit()` included), a line that is not UTF-8, a JSON
+    line with a field not in `COLUMNS` or a field named twice, a path that
+    is not a string, a label that is neither a string nor an integer, an
+    index label outside 0 to 2**31 - 1 (labels are int32), a missing or
+    broken file, an empty caption, and rows that give one input
     different labels: the same image (and audio) file, however its path is
     spelled, or for text-only rows the same text. Every row of such a
     conflict is bad, as none of them can be trusted; the error names the
@@ -173,32 +227,38 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
             table.bad(f"{path}:{number}", reason)
             continue
         fields = {k: row[k] for k in COLUMNS if k in row}
-        if not fields:
-            table.bad(f"{path}:{number}", f"names none of the fields {COLUMNS}")
+        reason = f"names none of the fields {COLUMNS}" if not fields else _field_problem(fields)
+        if reason:
+            table.bad(f"{path}:{number}", reason)
             continue
         for key in ("image", "audio"):
             if key in fields:
-                fields[key] = resolve_path(base, str(fields[key]))
+                fields[key] = resolve_path(base, fields[key])
         kept.append((number, fields))
 
-    labels = [f["label"] for _, f in kept if "label" in f]
-    if labels and all(isinstance(v, int) or (isinstance(v, str) and v.isdigit()) for v in labels):
-        to_index = int
+    labels = [f["label"] for _, f in kept if "label" in f]  # str or int (_field_problem)
+    if labels and all(isinstance(v, int) or v.isdecimal() for v in labels):
+        to_index = _index
     else:
         table.class_names = sorted({str(v) for v in labels})
         index = {name: i for i, name in enumerate(table.class_names)}
         to_index = lambda v: index[str(v)]  # noqa: E731
-    for _, fields in kept:
+    indexed = []
+    for number, fields in kept:
         if "label" in fields:
             fields["label"] = to_index(fields["label"])
+            if fields["label"] > MAX_LABEL:
+                table.bad(f"{path}:{number}", f"label index {fields['label']} is not between 0 and {MAX_LABEL}")
+                continue
+        indexed.append((number, fields))
     # A row bad for another reason (an empty caption, a broken file) is no
     # evidence against the others: labels conflict only among usable rows.
-    checked = [(number, *table.check(**fields)) for number, fields in kept]
+    checked = [(number, *table.check(**fields)) for number, fields in indexed]
     conflicts = _label_conflicts([(n, f) for n, f, reason in checked if reason is None], table.class_names)
     for number, fields, reason in checked:
         reason = reason or conflicts.get(number)
         if reason:
             table.bad(f"{path}:{number}", reason)
         else:
-            table.keep(fields)
+            table.keep(fields, f"{path}:{number}")
     return table.dataset(target=target, **pipeline_kwargs)

@@ -124,6 +124,25 @@ def build(
     return finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic)
 
 
+def undecodable_images(paths, image_size=224, aspect_policy="crop"):
+    """`{index: reason}` for the image files of `paths` that the pipeline would fail to load.
+
+    Decodes and resizes every file as `build` does, in parallel, once: what
+    passes here trains without an error, so a reader in skip mode runs this
+    and drops what it finds (damage past a header, such as a PNG's corrupt
+    image data, shows only when decoding) instead of failing mid-epoch.
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    table = tf.constant(list(paths))
+    indices = tf.data.Dataset.range(len(paths))
+    loaded = indices.map(
+        lambda i: (i, tf.shape(image_ops.load_image(tf.io.read_file(table[i]), size, aspect_policy))[0]),
+        num_parallel_calls=AUTOTUNE, deterministic=False,
+    ).ignore_errors()
+    good = {int(i) for i, _ in loaded.as_numpy_iterator()}
+    return {i: "cannot be decoded (damaged image data)" for i in range(len(paths)) if i not in good}
+
+
 def finish(ds, batch_size, drop_remainder=False, deterministic=True):
     """Batch decoded `(features, targets)` examples and prefetch, as every reader does."""
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -9,10 +9,14 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def check_text(value):
-    """`(caption, None)` for usable text (str or UTF-8 bytes), else `(None, reason)`."""
+    """`(caption, None)` for usable text (str or UTF-8 bytes), else `(None, reason)`.
+
+    Bytes are a caption file's line (or a TFDS string): a leading UTF-8
+    byte-order mark, which Notepad writes, is dropped.
+    """
     if isinstance(value, bytes):
         try:
-            value = value.decode("utf-8")
+            value = value.removeprefix(UTF8_BOM).decode("utf-8")
         except UnicodeDecodeError:
             return None, "caption is not valid UTF-8"
     if not isinstance(value, str):
@@ -44,6 +48,7 @@ class RecordTable:
         self.on_error = errors.check_on_error(on_error)
         self.skipped = errors.SkippedRecords(reader)
         self.columns = None
+        self.sources = []  # of the kept records, for reporting one that fails to decode
         self.class_names = None
 
     def bad(self, source, reason):
@@ -55,7 +60,7 @@ class RecordTable:
         if reason is not None:
             self.bad(source, reason)
             return False
-        self.keep(fields)
+        self.keep(fields, source)
         return True
 
     def check(self, **fields):
@@ -79,10 +84,11 @@ class RecordTable:
             self.columns = {k: [] for k in fields}
         return fields, reason
 
-    def keep(self, fields):
-        """Keep a record that `check` passed."""
+    def keep(self, fields, source=None):
+        """Keep a record that `check` passed (`source` names it if it later fails to decode)."""
         for key, value in fields.items():
             self.columns[key].append(value)
+        self.sources.append(source)
 
     def _problem(self, fields):
         if "image" in fields:
@@ -113,9 +119,36 @@ class RecordTable:
             raise ValueError(f"{self.skipped.reader}: no usable records{detail}.")
         if target is None:
             target = "label" if "label" in self.columns else "text"
-        ds = pipeline.build(self.columns, target=target, **pipeline_kwargs)
+        # File paths go to TensorFlow as the file system's bytes: a name that is not UTF-8 (a Latin-1 name
+        # on Linux, which Python holds with lone surrogates) then reads the file it names; as str,
+        # TensorFlow would refuse the whole column.
+        columns = {k: [os.fsencode(p) for p in v] if k in ("image", "audio") else v for k, v in self.columns.items()}
+        if self.on_error == "skip" and "image" in columns:
+            columns = self._drop_undecodable(columns, pipeline_kwargs)
+        ds = pipeline.build(columns, target=target, **pipeline_kwargs)
         ds.class_names = self.class_names
         return errors.attach(ds, self.skipped)
+
+
+    def _drop_undecodable(self, columns, pipeline_kwargs):
+        """`columns` less the records whose image fails to load as the pipeline loads it (skip mode only).
+
+        The header pre-check cannot see damage inside the image data; one
+        decoding pass here does, so skip mode never fails mid-epoch.
+        """
+        unique = list(dict.fromkeys(columns["image"]))
+        failed = pipeline.undecodable_images(unique, pipeline_kwargs.get("image_size", 224),
+                                             pipeline_kwargs.get("aspect_policy", "crop"))
+        bad = {unique[i]: reason for i, reason in failed.items()}
+        if not bad:
+            return columns
+        keep = [i for i, image in enumerate(columns["image"]) if image not in bad]
+        for i, image in enumerate(columns["image"]):
+            if image in bad:
+                self.bad(self.sources[i] or os.fsdecode(image), f"image {os.fsdecode(image)}: {bad[image]}")
+        if not keep:
+            raise ValueError(f"{self.skipped.reader}: no usable records ({self.skipped.summary()}).")
+        return {k: [v[i] for i in keep] for k, v in columns.items()}
 
 
 def resolve_path(base_dir, path):
