@@ -115,3 +115,14 @@ def test_every_exif_orientation_matches_pillow(orientation):
     from PIL import ImageOps
 
     assert np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)))).shape == transposed.shape
+
+
+def test_search_refuses_images_over_the_pixel_limit_before_decoding(tmp_path, monkeypatch):
+    small = _save(tmp_path / "small.png", Image.fromarray(_picture(8, 8, 5)), "PNG")  # 64 pixels
+    large = _save(tmp_path / "large.png", Image.fromarray(_picture(16, 16, 6)), "PNG")  # 256 pixels
+    monkeypatch.setattr(image_ops, "MAX_IMAGE_PIXELS", 100)
+    model = kerasmm.zoo.get("tiny_dual_encoder")
+    index = retrieval.Index.from_images(model, paths=[str(small), str(large)], on_error="skip")
+    assert index.keys == [str(small)]
+    [(source, reason)] = list(index.skipped)
+    assert source == str(large) and "over the limit of 100 pixels" in reason
