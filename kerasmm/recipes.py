@@ -28,6 +28,12 @@ Settings, `KEY=VALUE` (values are Python literals, else strings):
   merges (`model.hidden_dim=64`, `model.encoders.text=None`);
 - `data.KEY`, `held_out.KEY`: an argument of the reader (`data.captions='all'`).
 
+`Recipe.fit_to_data()` fits the model settings to training data other than
+shapes (what `kerasmm train --data` records in `recipe.json`): the data's
+class names and count for a label task, and a WordPiece vocabulary trained
+on the data's texts when the embedded shapes vocabulary would leave words
+of them unknown. See `DATA_FITTED`.
+
 Example:
 ```python
 from kerasmm import recipes
@@ -37,11 +43,13 @@ model, train = recipe.build_model(), recipe.dataset("data", shuffle=True)
 """
 
 import ast
+import contextlib
 import copy
 import dataclasses
 import glob
 import inspect
 import json
+import logging
 import os
 import runpy
 
@@ -69,6 +77,10 @@ DATA_FORMS = "shapes, coco:ANNOTATIONS.json:IMAGE_DIR, folder:DIR, manifest:FILE
 LABEL_TASKS = ("classification", "vqa")
 # Reader arguments the recipe sets itself (from TRAIN and the caller), never through data.KEY.
 _OWNED = ("batch_size", "shuffle", "reader")
+# Model settings `Recipe.fit_to_data` takes from the training data.
+DATA_FITTED = ("class_names", "num_classes", "vocabulary")
+VOCABULARY_SIZE = 8000
+_PREVIEW = 5
 
 
 def names(directory=ZOO_DIR):
@@ -307,6 +319,92 @@ class Recipe:
         recipe.check()
         return recipe
 
+    def fit_to_data(self, previous=None):
+        """`(recipe, notes)`: this recipe with the model fitted to its training data, and what changed.
+
+        Shapes data leave it as it is. Otherwise a label task's model takes
+        the data's class names (`dataset.class_names`) and count; labels that
+        are integers without names give the count as the largest label + 1
+        (read from a manifest), else `model.num_classes` must be set. A model
+        that reads text with the embedded shapes vocabulary (`vocabulary`
+        None) gets a WordPiece vocabulary trained on the data's texts when
+        the shapes vocabulary leaves words of them unknown. Model settings the
+        recipe already gives (`--set model.num_classes=N`) must agree with
+        the data. `previous` is the `to_dict()` of an earlier run: where it
+        read the same data, its vocabulary is kept rather than trained again.
+        `notes` are lines for the user.
+        """
+        if self.data["reader"] == "shapes":
+            return self, []
+        with _quiet_readers():
+            dataset = self._fitting_dataset()
+        model, notes = {}, []
+        if self.task in LABEL_TASKS:
+            model, notes = self._fit_classes(dataset)
+        vocabulary, note = self._fit_vocabulary(dataset, previous)
+        if vocabulary is not None:
+            model["vocabulary"] = vocabulary
+            notes.append(note)
+        recipe = dataclasses.replace(self, model={**self.model, **model})
+        recipe.check()
+        return recipe, notes
+
+    def _fitting_dataset(self):
+        """The training data unshuffled, every caption of an image given (where the reader can)."""
+        spec = self.data
+        if "captions" in reader_arguments(spec["reader"]):
+            spec = {**spec, "captions": "all"}
+        return dataclasses.replace(self, data=spec).dataset("data")
+
+    def _fit_classes(self, dataset):
+        """`(model settings, notes)` of the classes of `dataset`, checked against the recipe's."""
+        config = self.model_config()
+        names = getattr(dataset, "class_names", None)
+        given_names, count = config.get("class_names"), config.get("num_classes")
+        if names:
+            names = [str(n) for n in names]
+            if given_names is not None and [str(n) for n in given_names] != names:
+                raise ValueError(f"The data's classes are {preview_names(names)} but model.class_names is "
+                                 f"{preview_names(given_names)}: leave model.class_names out, the data name them.")
+            if count is not None and count != len(names):
+                raise ValueError(f"The data have {len(names)} classes ({preview_names(names)}) but "
+                                 f"model.num_classes is {count}: leave model.num_classes out, the data give it.")
+            note = f"Classes from the data: {len(names)} ({preview_names(names)})"
+            return {"class_names": names, "num_classes": len(names)}, [note]
+        if given_names is not None:
+            count = len(given_names)
+        largest = _largest_label(self.data)
+        if count is None and largest is None:
+            raise ValueError(f"The data ({self.data['reader']}) have integer labels and no class names, so the class "
+                             "count is unknown: set it with --set model.num_classes=N (the largest label + 1).")
+        if largest is not None and count is not None and largest >= count:
+            raise ValueError(f"The data have labels up to {largest} but the model has {count} classes: set "
+                             f"--set model.num_classes={largest + 1} (or more), or fix the labels.")
+        if count is not None:
+            return {}, []
+        return {"num_classes": largest + 1}, [f"Classes from the data: {largest + 1} (labels 0 to {largest})"]
+
+    def _fit_vocabulary(self, dataset, previous=None):
+        """`(vocabulary or None, note)`: a WordPiece vocabulary of the data's texts where shapes' leaves words out."""
+        config = self.model_config()
+        reads_text = "text" in (config.get("encoders") or {}) or self.task == "captioning"
+        if not reads_text or "vocabulary" not in config or config["vocabulary"] is not None:
+            return None, None
+        kept = (previous or {}).get("model", {}).get("vocabulary")
+        if isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data:
+            return kept, f"Vocabulary: the run's own, {len(kept)} WordPiece tokens trained on its data"
+        texts = _texts_from_files(self.data)
+        if texts is None:
+            texts = _texts_of(dataset)
+        if not texts:
+            return None, None
+        unknown, total = _unknown_tokens(texts, data.shapes_vocabulary())
+        if not unknown:
+            return None, None
+        vocabulary = data.train_vocabulary(texts, size=VOCABULARY_SIZE)
+        return vocabulary, (f"Vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(texts)} "
+                            f"texts (the recipe's shapes vocabulary leaves {unknown} of {total} tokens unknown)")
+
     def build_model(self):
         """A new compiled model: `kerasmm.zoo.get(entry, **model)`."""
         try:
@@ -338,6 +436,93 @@ class Recipe:
         kwargs = {k: v for k, v in defaults.items() if k in accepted and v is not None}
         kwargs.update(spec)
         return reader_function(reader)(**kwargs)
+
+
+def preview_names(names):
+    """`names` for a message: the first few, and how many more."""
+    names = [str(n) for n in names]
+    more = f", ... {len(names) - _PREVIEW} more" if len(names) > _PREVIEW else ""
+    return ", ".join(names[:_PREVIEW]) + more
+
+
+@contextlib.contextmanager
+def _quiet_readers():
+    """Reader warnings off: the training pass reads the same data again and reports its skipped records."""
+    logger = logging.getLogger("kerasmm.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _manifest_rows(path):
+    """The rows of a manifest that parse, as `kerasmm.data.from_manifest` parses them (files unchecked)."""
+    from kerasmm.data import manifest
+    from kerasmm.data.records import read_without_bom
+
+    lines = [(n, raw.decode("utf-8", "replace"), None)
+             for n, raw in enumerate(read_without_bom(path).splitlines(), start=1) if raw.strip()]
+    rows = manifest._csv_rows(path, lines) if path.lower().endswith(".csv") else manifest._jsonl_rows(lines)
+    return [row for _, row, reason in rows if reason is None]
+
+
+def _largest_label(spec):
+    """The largest integer label of the data in `spec`, where it shows without decoding them (manifests), or None."""
+    if spec["reader"] != "manifest":
+        return None
+    labels = [row["label"] for row in _manifest_rows(spec["path"]) if "label" in row]
+    numbers = [int(v) for v in labels if isinstance(v, int) or (isinstance(v, str) and v.isdecimal())]
+    return max(numbers) if numbers and len(numbers) == len(labels) else None
+
+
+def _texts_from_files(spec):
+    """The texts of the data in `spec` read from its text files (COCO annotations, a manifest, caption files),
+    or None where only reading the dataset (decoding its images) gives them."""
+    from kerasmm.data.coco import load_coco_json
+    from kerasmm.data.records import check_text
+
+    reader = spec["reader"]
+    if reader == "coco":
+        annotations = load_coco_json(spec["annotations_json"])["annotations"]
+        raw = [a.get("caption") for a in annotations if isinstance(a, dict)]
+    elif reader == "manifest":
+        raw = [row.get("text") for row in _manifest_rows(spec["path"])]
+    elif reader == "folder":
+        raw = []
+        for folder, _, files in os.walk(spec["root"]):
+            for name in sorted(f for f in files if f.lower().endswith(".txt")):
+                with open(os.path.join(folder, name), "rb") as f:
+                    raw.append(f.readline().rstrip(b"\r\n"))
+    else:
+        return None
+    texts = [check_text(t)[0] for t in raw if t is not None]
+    return [t for t in texts if t]
+
+
+def _texts_of(dataset):
+    """Every text of a `(features, targets)` dataset: `features["text"]` and string targets."""
+    import tensorflow as tf
+
+    features, targets = dataset.element_spec
+    if "text" not in features and targets.dtype != tf.string:
+        return []  # without reading (decoding) the data
+    texts = []
+    for features, targets in dataset:
+        if isinstance(features, dict) and "text" in features:
+            texts += [t.decode("utf-8") for t in features["text"].numpy()]
+        if targets.dtype == tf.string:
+            texts += [t.decode("utf-8") for t in targets.numpy()]
+    return texts
+
+
+def _unknown_tokens(texts, vocabulary):
+    """`(unknown, total)`: how many WordPiece tokens of `texts` `vocabulary` lacks, of how many."""
+    from kerasmm.data.text import tokenizer
+
+    ids = [int(i) for row in tokenizer(vocabulary).tokenize(texts) for i in row]  # lists or a RaggedTensor
+    return ids.count(vocabulary.index("[UNK]")), len(ids)
 
 
 def _check_count(name, value):

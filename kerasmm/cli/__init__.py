@@ -2,11 +2,14 @@
 
 Each command is a module with `add_parser(subparsers)` (returns its
 `argparse` parser) and `run(args)` (returns an exit status); adding one is
-one line in `COMMANDS`. A user mistake (a `ValueError`, `FileNotFoundError`
-or `kerasmm.data.BadRecordError` out of `run`) prints one line,
-`kerasmm <command>: error: ...`, to stderr and exits with status 2. A
-command whose parser sets the default `_forwards_arguments=True` gets the
-arguments it does not know in `args.forwarded` (`demo` hands them to
+one line in `COMMANDS`. A user mistake (a `ValueError`, an `OSError` such
+as `FileNotFoundError`, a `kerasmm.data.BadRecordError`, or a TensorFlow
+`OpError` such as a label outside the model's classes, out of `run`)
+prints one line, `kerasmm <command>: error: ...`, to stderr and exits with
+status 2; the line leaves out what Keras and TensorFlow add to their
+messages (configs, call arguments, graph stack traces). A command whose
+parser sets the default `_forwards_arguments=True` gets the arguments it
+does not know in `args.forwarded` (`demo` hands them to
 `kerasmm.demo.main`); for the others they are an error.
 
 Example:
@@ -20,6 +23,7 @@ import argparse
 import sys
 
 from kerasmm.cli import caption, demo, evaluate, export, list_, search, train
+from kerasmm.cli.errors import one_line, user_error  # noqa: F401  (one_line: part of this module's API)
 from kerasmm.version import __version__
 
 COMMANDS = (
@@ -32,6 +36,7 @@ COMMANDS = (
     demo,
 )
 USAGE_ERROR = 2
+
 
 
 def build_parser():
@@ -52,11 +57,6 @@ def build_parser():
     return parser
 
 
-def one_line(error):
-    """An exception's message on a single line."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def main(argv=None):
     """Run `kerasmm` with `argv` (default: the process arguments); returns the exit status.
 
@@ -66,8 +66,6 @@ def main(argv=None):
     status = main(["search", "a red circle", "--model", "missing.keras", "--images", "."])   # 2
     ```
     """
-    from kerasmm.data.errors import BadRecordError
-
     parser = build_parser()
     args, forwarded = parser.parse_known_args(argv)
     if forwarded and not getattr(args, "_forwards_arguments", False):
@@ -75,6 +73,9 @@ def main(argv=None):
     args.forwarded = forwarded  # the arguments a command like `demo` passes on
     try:
         return args._run(args)
-    except (ValueError, FileNotFoundError, BadRecordError) as error:
-        print(f"{args._prog}: error: {one_line(error)}", file=sys.stderr)
+    except Exception as error:
+        message = user_error(error)
+        if message is None:
+            raise
+        print(f"{args._prog}: error: {message}", file=sys.stderr)
         return USAGE_ERROR

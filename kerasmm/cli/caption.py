@@ -1,7 +1,7 @@
 """`kerasmm caption`: caption image files with an exported captioner SavedModel; prints path<TAB>caption.
 
 Usage:
-    kerasmm caption IMAGE [IMAGE ...] --model DIR [--scores] [--batch-size N]
+    kerasmm caption IMAGE [IMAGE ...] --model DIR [--scores] [--batch-size N] [--on-error raise|skip]
 
 DIR is what `kerasmm export` wrote for a captioner: TF Serving's layout,
 `DIR/<version>/` (the highest numeric version is used), or one version
@@ -11,6 +11,15 @@ model that also takes audio, `caption_image`) captions the raw file bytes
 needed to run it. `--scores` adds each caption's mean token log-probability
 as a third column.
 
+Every file is checked before the model loads (`kerasmm.data.image_ops.check_image`:
+missing, damaged or truncated files, images over the pixel limit). With
+`--on-error raise` (the default) the first bad file stops the command with
+one line naming it and the reason (a file the check refuses, before
+anything is captioned); with `--on-error skip` each bad file, also one the
+model fails to decode, is listed on stderr as
+`kerasmm caption: skipped PATH: REASON` and the others are captioned: the
+exit status is 0 if at least one file was captioned.
+
 Example:
 ```python
 from kerasmm.cli import main
@@ -19,10 +28,13 @@ main(["caption", "photo.jpg", "--model", "serving/captioner"])   # photo.jpg	a s
 """
 
 import os
+import sys
 
 NAME = "caption"
 SIGNATURES = ("serving_default", "caption_image")
 IMAGE_INPUT = "image_bytes"
+MISSING = "no such file"
+SKIP_HINT = "--on-error skip captions the other files"
 
 
 def add_parser(subparsers):
@@ -35,6 +47,9 @@ def add_parser(subparsers):
                         help="an exported captioner: DIR/<version>/saved_model.pb (or the version folder)")
     parser.add_argument("--scores", action="store_true", help="print each caption's score as a third column")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per call (default 16)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="a bad image file stops the command (raise, default) or is listed on stderr and "
+                             "left out (skip)")
     return parser
 
 
@@ -67,48 +82,97 @@ def caption_function(loaded, path):
                      f"({' or '.join(SIGNATURES)} taking {IMAGE_INPUT}); its signatures: {found}.")
 
 
-def error_detail(error):
-    """The op's own words out of a TF graph error (no node names or stack markers)."""
-    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
-    lines = [line.strip() for line in error.message.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(noise)]
-    return lines[0] if lines else type(error).__name__
+def load(path):
+    """The SavedModel in the folder `path`; a damaged or foreign one is a ValueError in one line."""
+    import tensorflow as tf
+
+    from kerasmm.cli.errors import cause
+
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError, KeyError, TypeError, tf.errors.OpError) as error:
+        reason = cause(error).replace(os.path.join(path, ""), "")  # the message names the folder once
+        raise ValueError(f"Cannot load the exported model in {path}: {reason}.") from None
+
+
+def check_files(paths):
+    """`(path, reason)` of each file that cannot be captioned, found without the model."""
+    from kerasmm.data.image_ops import check_image
+
+    bad = []
+    for path in paths:
+        reason = MISSING if not os.path.isfile(path) else check_image(path)
+        if reason:
+            bad.append((path, reason))
+    return bad
+
+
+def usable_files(paths, on_error):
+    """The files of `paths` that pass `check_files`; the others raise (`on_error="raise"`) or are listed."""
+    bad = check_files(paths)
+    if bad and on_error == "raise":
+        path, reason = bad[0]
+        if reason == MISSING:
+            raise FileNotFoundError(f"No image file {path}.")
+        raise ValueError(f"Cannot caption {path}: {reason} ({SKIP_HINT}).")
+    for path, reason in bad:
+        skipped(path, reason)
+    refused = {path for path, _ in bad}
+    usable = [path for path in paths if path not in refused]
+    if not usable:
+        raise ValueError(f"None of the {len(paths)} file(s) can be captioned (each is listed above).")
+    return usable
 
 
 def caption_batch(function, paths, contents):
-    """`(captions, scores)` of a batch; a file that does not decode is named in a ValueError."""
+    """`(caption, score)` per file, or the reason the model could not caption it (a str)."""
     import tensorflow as tf
+
+    from kerasmm.cli.errors import tf_error_line
 
     try:
         outputs = function(**{IMAGE_INPUT: tf.constant(contents)})
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        if len(paths) > 1:  # find the broken one
-            for path, content in zip(paths, contents):
-                caption_batch(function, [path], [content])
-        raise ValueError(f"Cannot caption {paths[0]}: the model could not decode it ({error_detail(error)}).") from None
+        if len(paths) == 1:
+            return [f"the model could not decode it ({tf_error_line(error)})"]
+        return [caption_batch(function, [p], [c])[0] for p, c in zip(paths, contents)]  # find the broken ones
     captions = [c.decode("utf-8") for c in outputs["captions"].numpy()]
     scores = outputs["scores"].numpy().tolist() if "scores" in outputs else [float("nan")] * len(captions)
-    return captions, scores
+    return list(zip(captions, scores))
+
+
+def caption_files(function, paths, args):
+    """Print `path<TAB>caption[<TAB>score]` for each file, batch by batch; returns how many were captioned."""
+    captioned = 0
+    for start in range(0, len(paths), args.batch_size):
+        batch = paths[start:start + args.batch_size]
+        contents = []
+        for path in batch:
+            with open(path, "rb") as f:
+                contents.append(f.read())
+        for path, result in zip(batch, caption_batch(function, batch, contents)):
+            if isinstance(result, str) and args.on_error == "raise":
+                raise ValueError(f"Cannot caption {path}: {result} ({SKIP_HINT}).")
+            if isinstance(result, str):
+                skipped(path, result)
+                continue
+            caption, score = result
+            print(f"{path}\t{caption}" + (f"\t{score:.4f}" if args.scores else ""), flush=True)
+            captioned += 1
+    return captioned
+
+
+def skipped(path, reason):
+    """List a file left out under `--on-error skip` on stderr."""
+    print(f"kerasmm {NAME}: skipped {path}: {reason}", file=sys.stderr, flush=True)
 
 
 def run(args):
     """Run `kerasmm caption` on parsed arguments; returns the exit status (0)."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    for image in args.images:
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"No image file {image}.")
+    paths = usable_files(args.images, args.on_error)
     path = version_dir(args.model)
-
-    import tensorflow as tf
-
-    function = caption_function(tf.saved_model.load(path), path)
-    for start in range(0, len(args.images), args.batch_size):
-        paths = args.images[start:start + args.batch_size]
-        contents = []
-        for image in paths:
-            with open(image, "rb") as f:
-                contents.append(f.read())
-        for image, caption, score in zip(paths, *caption_batch(function, paths, contents)):
-            print(f"{image}\t{caption}" + (f"\t{score:.4f}" if args.scores else ""), flush=True)
+    if not caption_files(caption_function(load(path), path), paths, args):
+        raise ValueError(f"None of the {len(args.images)} file(s) could be captioned (each is listed above).")
     return 0

@@ -10,6 +10,8 @@ with `--model` (a `.keras` file or a folder holding `model.keras`).
 `--data` scores other data instead; `--set held_out.KEY=VALUE`,
 `--set held_out_examples=N` or `--set batch_size=N` change the held-out
 reader. The last line printed is the JSON of the metrics (`model.evaluate`).
+Held-out data whose class names differ from the model's (other folders,
+another order) are refused: their labels would count against other classes.
 
 Example:
 ```python
@@ -65,6 +67,19 @@ def resolve(args):
     return recipe.with_settings(args.settings), model
 
 
+def check_classes(model, held_out, path):
+    """ValueError unless the held-out data's class names (where they have them) are the model's, in order."""
+    data_names = getattr(held_out, "class_names", None)
+    model_names = getattr(model, "class_names", None)
+    if data_names is None or model_names is None or [str(n) for n in data_names] == list(model_names):
+        return
+    from kerasmm.recipes import preview_names
+
+    raise ValueError(f"The held-out data's classes ({preview_names(data_names)}) are not those of the model in {path} "
+                     f"({preview_names(model_names)}): label i would be scored as another class. Give data of the "
+                     "model's classes.")
+
+
 def run(args):
     """Run `kerasmm eval` on parsed arguments; returns the exit status (0)."""
     from kerasmm.cli.export import load_model
@@ -72,6 +87,7 @@ def run(args):
     recipe, path = resolve(args)
     held_out = recipe.dataset("held_out")
     model = load_model(path)
+    check_classes(model, held_out, path)
     metrics = model.evaluate(held_out, verbose=0, return_dict=True)
     print(json.dumps({k: float(v) for k, v in sorted(metrics.items())}))
     return 0

@@ -65,10 +65,16 @@ def add_parser(subparsers):
 
 
 def load_model(path):
-    """A model from a `.keras` file or a directory holding `model.keras`, loaded with `safe_mode=True`."""
+    """A model from a `.keras` file or a directory holding `model.keras`, loaded with `safe_mode=True`.
+
+    A file that does not load (damaged, or saved with classes not installed
+    here) is a ValueError naming the file and the cause in one sentence.
+    """
     import zipfile
 
     import keras
+
+    from kerasmm.cli.errors import cause
 
     if os.path.isdir(path):
         file = os.path.join(path, "model.keras")
@@ -78,14 +84,17 @@ def load_model(path):
         file = path
     else:
         raise FileNotFoundError(f"No model at {path} (give a .keras file or a directory holding model.keras).")
-    if not file.endswith(".keras") or not zipfile.is_zipfile(file):
+    if not file.endswith(".keras"):
         raise ValueError(f"{file} is not a .keras model file.")
+    if not zipfile.is_zipfile(file):
+        raise ValueError(f"{file} is not a .keras model file (not a zip archive: damaged, or another format).")
     with warnings.catch_warnings():
+        # A model saved after training carries optimizer state that inference does not need.
         warnings.filterwarnings("ignore", message=r".*(optimizer|compile)", category=UserWarning)
         try:
             return keras.saving.load_model(file, safe_mode=True)
-        except (TypeError, KeyError, zipfile.BadZipFile) as error:
-            raise ValueError(f"Cannot load the model in {file}: {error}") from None
+        except (TypeError, KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+            raise ValueError(f"Cannot load the model in {file}: {cause(error)}.") from None
 
 
 def run(args):

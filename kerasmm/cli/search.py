@@ -19,7 +19,6 @@ main(["search", "a red circle", "--model", "run/model.keras", "--images", "photo
 
 import os
 import sys
-import warnings
 
 from kerasmm.data.image_ops import IMAGE_EXTENSIONS
 
@@ -91,31 +90,11 @@ def load_dual_encoder(path):
     model = load_dual_encoder("run")   # reads run/model.keras
     ```
     """
-    import zipfile
-
-    import keras
-
     from kerasmm.builders.dual_encoder import DualEncoder
+    from kerasmm.cli.export import load_model
 
-    if os.path.isdir(path):
-        file = os.path.join(path, "model.keras")
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"The model directory {path} holds no model.keras.")
-    elif os.path.isfile(path):
-        file = path
-    else:
-        raise FileNotFoundError(f"No model at {path} (give a .keras file or a directory holding model.keras).")
-    if not file.endswith(".keras"):
-        raise ValueError(f"{file} is not a .keras model file.")
-    if not zipfile.is_zipfile(file):
-        raise ValueError(f"{file} is not a .keras model file (not a zip archive).")
-    with warnings.catch_warnings():
-        # A model saved after training carries optimizer state that inference does not need.
-        warnings.filterwarnings("ignore", message=r".*(optimizer|compile)", category=UserWarning)
-        try:
-            model = keras.saving.load_model(file, safe_mode=True)
-        except (TypeError, KeyError, zipfile.BadZipFile) as error:
-            raise ValueError(f"Cannot load the model in {file}: {error}") from None
+    model = load_model(path)
+    file = os.path.join(path, "model.keras") if os.path.isdir(path) else path
     if not isinstance(model, DualEncoder):
         raise ValueError(f"The model in {file} is a {type(model).__name__}, not a dual encoder; "
                          "search needs an image-text dual encoder (e.g. a trained kerasmm 'dual_encoder').")

@@ -20,18 +20,26 @@ def images(tmp_path_factory):
 
 
 class FakeCaptioner(tf.Module):
-    """A test double with the captioner export's signature: the caption tells the version and the byte count."""
+    """A test double with the captioner export's signature: the caption tells the version and the byte count.
 
-    def __init__(self, version, inputs=("image_bytes",)):
+    `png_only=True` refuses other formats in the graph, as a real export's decoding does a file it cannot read.
+    """
+
+    def __init__(self, version, inputs=("image_bytes",), png_only=False):
         super().__init__()
         self.version = version
         signature = {name: tf.TensorSpec([None], tf.string, name=name) for name in inputs}
 
         @tf.function(input_signature=[signature])
         def serve(request):
-            size = tf.strings.as_string(tf.strings.length(request["image_bytes"]))
+            data = request["image_bytes"]
+            if png_only:
+                png = tf.strings.substr(data, 1, 3) == "PNG"
+                with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(png), ["not a PNG"])]):
+                    data = tf.identity(data)
+            size = tf.strings.as_string(tf.strings.length(data))
             return {"captions": tf.strings.join([f"v{version} bytes ", size]),
-                    "scores": tf.cast(tf.strings.length(request["image_bytes"]), tf.float32)}
+                    "scores": tf.cast(tf.strings.length(data), tf.float32)}
 
         self.serve = serve
 
@@ -82,3 +90,38 @@ def test_caption_falls_back_to_the_image_only_signature(images, tmp_path, capsys
 def test_caption_needs_a_saved_model(images, tmp_path, capsys):
     assert main(["caption", str(images[0]), "--model", str(tmp_path)]) == 2
     assert "holds no SavedModel" in capsys.readouterr().err
+
+
+def test_a_bad_file_stops_the_command_before_any_caption(images, tmp_path, capsys):
+    FakeCaptioner(1).save(tmp_path / "export" / "1")
+    broken = images[0].parent / "broken.jpg"
+    assert main(["caption", str(images[0]), str(broken), "--model", str(tmp_path / "export")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and "\n" not in err and f"Cannot caption {broken}: " in err and "--on-error skip" in err
+
+
+def test_skip_lists_the_bad_files_and_captions_the_others(images, tmp_path, capsys):
+    FakeCaptioner(1, png_only=True).save(tmp_path / "export" / "1")
+    broken, missing = images[0].parent / "broken.jpg", tmp_path / "missing.png"
+    argv = ["caption", str(images[0]), str(broken), str(missing), str(images[1]), "--model", str(tmp_path / "export"),
+            "--on-error", "skip", "--batch-size", "4"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [str(images[1])]
+    skipped = captured.err.strip().splitlines()
+    assert [line.split(": ")[0] for line in skipped] == ["kerasmm caption"] * 3
+    assert skipped[0].startswith(f"kerasmm caption: skipped {broken}: ")  # refused before the model loads
+    assert skipped[1] == f"kerasmm caption: skipped {missing}: no such file"
+    # a.jpg passes the file check but the model decodes PNG only: found in its batch, reported, left out.
+    assert skipped[2].startswith(f"kerasmm caption: skipped {images[0]}: the model could not decode it (")
+    assert "Traceback" not in captured.err and all(len(line) < 300 for line in skipped)
+
+
+def test_skip_with_nothing_to_caption_is_an_error(images, tmp_path, capsys):
+    FakeCaptioner(1).save(tmp_path / "export" / "1")
+    broken = images[0].parent / "broken.jpg"
+    assert main(["caption", str(broken), "--model", str(tmp_path / "export"), "--on-error", "skip"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"kerasmm caption: skipped {broken}: ")
+    assert lines[1] == "kerasmm caption: error: None of the 1 file(s) can be captioned (each is listed above)."

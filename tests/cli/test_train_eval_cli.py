@@ -30,7 +30,8 @@ def optimizer_steps(out):
 
 
 def test_train_writes_the_run_folder(run_dir):
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "history.json", "logs", "model.keras", "recipe.json"]
+    assert sorted(os.listdir(run_dir)) == [".lock", "checkpoints", "history.json", "logs", "model.keras",
+                                           "recipe.json"]
     assert glob.glob(str(run_dir / "checkpoints" / "ckpt-2.index"))
     history = json.loads((run_dir / "history.json").read_text())
     assert history["epoch"] == [1] and set(history) == {"epoch", "loss", "accuracy"}
