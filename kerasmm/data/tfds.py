@@ -24,8 +24,9 @@ Two configs: `captions` (default: image, captions, image_id) and `labelled`
 `categories[]`).
 
 Bad records met while preparing (an annotation whose image_id has no image,
-an empty or non-UTF-8 caption, a missing or broken image file, an image
-without `category_id` in the `labelled` config) follow the bad-record policy
+an empty or non-UTF-8 caption, a missing or broken image file, found by its
+header or, for damage past the header, by one decoding pass over the images,
+an image without `category_id` in the `labelled` config) follow the bad-record policy
 of `kerasmm.data.errors` through the builder's `on_error` argument: "raise"
 (the default) stops preparing with a `BadRecordError` and leaves nothing
 prepared; "skip" drops exactly the bad records, logs a warning with the
@@ -55,7 +56,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
-from kerasmm.data import errors, image_ops, pipeline
+from kerasmm.data import errors, image_ops, pipeline, tfrecord
 from kerasmm.data.coco import CAPTION_MODES, load_coco_json
 from kerasmm.data.records import check_text, resolve_path
 
@@ -159,6 +160,7 @@ class LocalCocoCaptions(tfds.core.GeneratorBasedBuilder):
         generators = {}
         for split, (path, image_dir) in files.items():
             examples = _examples(parsed[split], path, image_dir, label_of, self.on_error, skipped)
+            examples = _decodable(examples, path, self.on_error, skipped)
             if not examples:
                 detail = f" ({skipped.summary()})" if len(skipped) else ""
                 raise ValueError(f"{LOCAL_COCO}: {path} has no usable records{detail}.")
@@ -262,6 +264,21 @@ def _examples(data, path, image_dir, label_of, on_error, skipped):
     return examples
 
 
+def _decodable(examples, path, on_error, skipped):
+    """`examples` less those whose image does not decode (damage past the header that `check_image` reads).
+
+    One decoding pass over the files, as the file readers run in skip mode:
+    what is prepared then decodes when read, instead of failing mid-epoch.
+    """
+    files = [os.fsencode(example["image"]) for example in examples]
+    failed = pipeline.undecodable_images(files, image_size=8) if files else {}
+    for i in sorted(failed):
+        example = examples[i]
+        errors.bad_record(on_error, skipped, f"{path}: image {example['image_id']}",
+                          f"image {example['image']}: {failed[i]}")
+    return [example for i, example in enumerate(examples) if i not in failed]
+
+
 def from_tfds(
     name,
     split="train",
@@ -313,10 +330,22 @@ def from_tfds(
             the module docstring. When reading, an example with no captions or
             an empty one fails the iteration with InvalidArgumentError
             ("raise"); with "skip" empty captions are dropped, and examples
-            left with none.
+            left with none. With "skip" the split's TFRecord files are also
+            read once before the pipeline is built (TensorFlow's reader checks
+            every record's CRC, and each file's record count is checked against
+            the dataset's metadata): a damaged, cut short or unreadable file
+            then loses only its bad records, listed in `skipped_records` as
+            "FILE record N" or "FILE records N-M" (the FILE alone for one that
+            cannot be read; "FILE bytes X-Y" for bytes appended after its last
+            record, which lose nothing), and its good records are read by
+            their byte offsets (decoded as TFDS decodes them). Only CRCs and
+            counts are checked: a record TFDS wrote is trusted to parse.
+            "raise" leaves such a file to fail the iteration with
+            TensorFlow's error (DataLossError, NotFoundError, ...).
 
     The result carries `class_names` (ClassLabel names, or None) and
-    `skipped_records` (records skipped when `kerasmm_local_coco` was prepared).
+    `skipped_records` (records skipped when `kerasmm_local_coco` was prepared,
+    then, in skip mode, damaged records of the split's files).
 
     Example:
     ```python
@@ -359,9 +388,17 @@ def from_tfds(
     if target == "label" and not layout["label"]:
         raise ValueError(f"from_tfds: target='label' needs labels; {name!r} has none (features: {layout['keys']}).")
 
+    skipped = errors.SkippedRecords(f"from_tfds({name})")
+    metadata = builder.info.metadata if isinstance(builder, LocalCocoCaptions) else None
+    for source, reason in (metadata or {}).get("skipped_records", []):
+        skipped.add(source, reason)
     read_config, shard = _read_config(builder, split, shuffle, seed, input_context)
     decoders = {"image": tfds.decode.SkipDecoding()} if layout["encoded"] else None
-    ds = builder.as_dataset(split=split, shuffle_files=shuffle, decoders=decoders, read_config=read_config)
+    plans = _check_files(builder, split, skipped) if on_error == "skip" else None
+    if plans is None:
+        ds = builder.as_dataset(split=split, shuffle_files=shuffle, decoders=decoders, read_config=read_config)
+    else:
+        ds = _read_good_records(builder, plans, decoders, shuffle, seed, read_config.input_context, deterministic)
     if shard:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if input_context is not None:
@@ -397,24 +434,27 @@ def from_tfds(
     ds = pipeline.finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic)
     label_feature = builder.info.features["label"] if layout["label"] else None
     ds.class_names = list(label_feature.names) if isinstance(label_feature, tfds.features.ClassLabel) else None
-    skipped = errors.SkippedRecords(f"from_tfds({name})")
-    metadata = builder.info.metadata if isinstance(builder, LocalCocoCaptions) else None
-    for source, reason in (metadata or {}).get("skipped_records", []):
-        skipped.add(source, reason)
     return errors.attach(ds, skipped)
 
 
 def _builder(name, data_dir, on_error):
     """The TFDS builder for `name`, from its code or its prepared files; no network."""
     kwargs = {"on_error": on_error} if _is_local_coco(name) else {}
+    where = data_dir or "TFDS's default data dirs"
     try:
         return tfds.builder(name, data_dir=data_dir, try_gcs=False, **kwargs)
     except tfds.core.DatasetNotFoundError as e:
-        where = data_dir or "TFDS's default data dirs"
         raise ValueError(
             f"from_tfds: unknown dataset {name!r}: no TFDS builder has that name and no prepared copy is in "
             f"{where}. ({str(e).splitlines()[0]})"
         ) from None
+    except ValueError:
+        raise
+    except Exception as e:  # e.g. a damaged dataset_info.json of the prepared copy: a protobuf ParseError
+        raise ValueError(
+            f"from_tfds: cannot load {name!r} from {where}: {type(e).__name__}: {str(e).splitlines()[0]} "
+            "(a prepared copy with damaged metadata files must be prepared again)"
+        ) from e
 
 
 def _is_local_coco(name):
@@ -435,6 +475,99 @@ def _prepare_local(builder, name, manual_dir):
     annotation_files(manual_dir)  # a clear error before TFDS starts
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False)
     builder.download_and_prepare(download_config=config)
+
+
+class _FilePlan:
+    """How to read one file instruction of the split: whole (`offsets` None) or its good records' byte spans."""
+
+    def __init__(self, instruction, offsets=None, lengths=None):
+        self.filename = os.fspath(instruction.filename)
+        self.skip = int(instruction.skip)
+        self.take = int(instruction.take)
+        self.offsets = offsets
+        self.lengths = lengths
+
+
+def _check_files(builder, split, skipped):
+    """Skip mode: read the split's TFRecord files once; None when every one is whole, else a `_FilePlan` each.
+
+    A file whose records all pass TensorFlow's CRC checks and that holds as
+    many records as the dataset's metadata says is read as TFDS reads it. In
+    a damaged one (a `DataLossError`, or fewer records than the metadata
+    counts: cut short or emptied) `tfrecord.scan_records` finds exactly which
+    records are bad; its good records are then read by byte offset. A file
+    that cannot be read at all (missing, no permission) loses its records.
+    The bad records within the split (its slice of each file) go to `skipped`.
+    """
+    if builder.info.file_format != tfds.core.FileFormat.TFRECORD:
+        return None
+    try:
+        instructions = list(builder.info.splits[split].file_instructions)
+    except Exception:  # an unknown split: as_dataset reports it
+        return None
+    plans, damaged = [], False
+    for instruction in instructions:
+        plan = _FilePlan(instruction)
+        plans.append(plan)
+        expected = int(instruction.examples_in_shard)
+        first, stop = plan.skip, plan.skip + plan.take
+        try:
+            count = int(tf.data.TFRecordDataset(plan.filename).reduce(np.int64(0), lambda n, _: n + 1))
+            if count >= expected:
+                continue
+        except tf.errors.DataLossError:
+            pass
+        except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
+            skipped.add(plan.filename, f"the file cannot be read ({tfrecord.short_error(error)}); its "
+                                       f"{plan.take} examples in split {split!r} are lost")
+            plan.offsets, plan.lengths, damaged = [], [], True
+            continue
+        with tf.io.gfile.GFile(plan.filename, "rb") as f:
+            data = f.read()
+        good, bad = tfrecord.scan_records(data, expected)
+        for index, reason in bad:
+            if isinstance(index, int):
+                index = range(index, index + 1)
+            if isinstance(index, range):  # the records of the split only
+                index = range(max(index.start, first), min(index.stop, stop))
+                if not index:
+                    continue
+            skipped.add(tfrecord.record_source(plan.filename, index), reason)
+        kept = [(offset, length) for number, offset, length in good if first <= number < stop]
+        plan.offsets = [offset for offset, _ in kept]
+        plan.lengths = [length for _, length in kept]
+        damaged = True
+    return plans if damaged else None
+
+
+def _read_good_records(builder, plans, decoders, shuffle, seed, input_context, deterministic):
+    """The split's examples from `_check_files`'s plans: whole files streamed, damaged ones by byte offset.
+
+    Decoded as `builder.as_dataset` decodes them (`features.deserialize_example`).
+    With `input_context` (enough files) each pipeline reads its own files.
+    """
+    names = tf.constant([plan.filename for plan in plans])
+    skips = tf.constant([plan.skip for plan in plans], tf.int64)
+    # A whole file streams its first skip + take records, less the first skip; a damaged one none (take(0)
+    # never opens the file: a damaged or missing one is only read through its good records' byte spans).
+    stops = tf.constant([plan.skip + plan.take if plan.offsets is None else 0 for plan in plans], tf.int64)
+    offsets = tf.ragged.constant([plan.offsets or [] for plan in plans], tf.int64, ragged_rank=1)
+    lengths = tf.ragged.constant([plan.lengths or [] for plan in plans], tf.int64, ragged_rank=1)
+
+    def read(i):
+        streamed = tf.data.TFRecordDataset(names[i]).take(stops[i]).skip(skips[i])
+        return streamed.concatenate(tfrecord._records_at(names[i], offsets[i], lengths[i]))
+
+    files = tf.data.Dataset.range(len(plans))
+    if input_context is not None:
+        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if shuffle:
+        files = files.shuffle(len(plans), seed=seed, reshuffle_each_iteration=True)
+    records = files.interleave(read, cycle_length=min(len(plans), 16), block_length=16,
+                               num_parallel_calls=pipeline.AUTOTUNE, deterministic=deterministic)
+    features = builder.info.features
+    return records.map(lambda record: features.deserialize_example(record, decoders=decoders),
+                       num_parallel_calls=pipeline.AUTOTUNE, deterministic=deterministic)
 
 
 def _layout(name, features):

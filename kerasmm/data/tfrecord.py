@@ -19,7 +19,15 @@ TFRecord framing: 8-byte length, masked CRC32C of the length, data, masked
 CRC32C of the data), which finds exactly which records are damaged; the
 pipeline then reads that shard's good records by their byte offsets.
 A compressed (GZIP/ZLIB) shard cannot be read past damaged bytes at all, so
-there the records TensorFlow can still read are kept and the rest reported.
+there the records TensorFlow can still read are kept and the rest reported
+(TensorFlow inflates 256 KiB at a time, so damage anywhere in a smaller
+compressed shard, its checksum trailer included, loses all its records).
+The schema's `num_examples` and `shards` say how many records each shard
+holds (they are written round-robin), so a shard cut short at a record
+boundary or emptied, which TensorFlow's reader does not notice, has its
+missing records listed too ("SHARD records N-M"), bytes appended after a
+shard's last record are listed as "SHARD bytes X-Y" (no record is lost),
+and a shard that cannot be opened is listed by its path.
 
 Example:
 ```python
@@ -57,6 +65,7 @@ _PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Problem codes of the record check (bits; 0 = a good record).
 _MISSING = {"image": 1, "text": 2, "audio": 4, TARGET_KEY: 8}
 _NOT_PNG, _PNG_TRUNCATED, _PNG_SIZE, _NOT_EXAMPLE, _PNG_UNDECODABLE = 16, 32, 64, 128, 256
+_LABEL_RANGE = 512  # an int64 label the int32 targets cannot hold (it would wrap silently)
 
 
 # --------------------------------------------------------------------- writing
@@ -115,7 +124,8 @@ def to_tfrecord(dataset, prefix, num_shards=4, compression=None):
                 image_shape = _same("image shape", image_shape, [int(d) for d in shape], count)
             if "audio" in features:
                 audio_length = _same("audio length", audio_length, int(features["audio"].shape[0]), count)
-            writers[count % num_shards].write(_example(features, target).SerializeToString())
+            # Deterministic: the feature map in key order, so the same data always gives the same bytes.
+            writers[count % num_shards].write(_example(features, target).SerializeToString(deterministic=True))
             count += 1
     finally:
         for writer in writers:
@@ -243,8 +253,11 @@ def from_tfrecord(
     when there are fewer shards than pipelines). `dataset.class_names` comes
     from the schema. Every record is checked first (see the module
     docstring); a damaged or unusable record raises `BadRecordError` naming
-    the shard and record number (0-based), or with `on_error="skip"` is
-    dropped and listed in `dataset.skipped_records`.
+    the shard and record number (0-based; "records N-M" for several lost
+    together, the shard alone for one that cannot be opened), or with
+    `on_error="skip"` is dropped and listed in `dataset.skipped_records`.
+    A schema sidecar that is missing, not JSON or not a valid schema is a
+    ValueError naming it, and so is a read where no usable record is left.
 
     Example:
     ```python
@@ -257,15 +270,21 @@ def from_tfrecord(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     paths = _match(pattern)
-    schema = load_schema(schema) if schema is not None else _find_schema(paths)
+    if schema is not None:
+        schema_path = os.fspath(schema)
+        schema = load_schema(schema_path)
+        folder = os.path.dirname(os.path.abspath(schema_path))
+        described = {p: schema for p in paths if os.path.dirname(os.path.abspath(p)) == folder}
+    else:
+        schema, described = _find_schema(paths)
     reader = f"from_tfrecord({pattern})"
     skipped = errors.SkippedRecords(reader)
     plans = []
     for path in paths:
-        plan = _inspect_shard(path, schema)
+        expected = _expected_count(path, described[path]) if path in described else None
+        plan = _inspect_shard(path, schema, expected)
         for index, reason in plan.bad:
-            source = f"{path} record {index}" if isinstance(index, int) else f"{path} {index}"
-            errors.bad_record(on_error, skipped, source, reason)
+            errors.bad_record(on_error, skipped, record_source(path, index), reason)
         plans.append(plan)
     num_records = sum(plan.num_good for plan in plans)
     if num_records == 0:
@@ -329,11 +348,16 @@ def load_schema(path):
     path = os.fspath(path)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"from_tfrecord: schema file {path!r} does not exist.")
-    with tf.io.gfile.GFile(path, "r") as f:
-        try:
-            schema = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"from_tfrecord: schema {path} is not valid JSON: {e}") from None
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    try:
+        schema = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"from_tfrecord: schema {path} is not valid JSON: not UTF-8 ({e.reason} at byte {e.start})"
+        ) from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"from_tfrecord: schema {path} is not valid JSON: {e}") from None
     problem = _schema_problem(schema)
     if problem:
         raise ValueError(f"from_tfrecord: {path} is not a kerasmm TFRecord schema: {problem}.")
@@ -343,33 +367,54 @@ def load_schema(path):
 def _schema_problem(schema):
     if not isinstance(schema, dict) or schema.get("format") != FORMAT:
         return f"'format' is not {FORMAT!r}"
-    if schema.get("version") != VERSION:
+    if not _is_int(schema.get("version")) or schema["version"] != VERSION:
         return f"unsupported version {schema.get('version')!r} (this kerasmm reads version {VERSION})"
     features = schema.get("features")
     if not isinstance(features, dict) or not features or set(features) - set(FEATURE_KEYS):
         return f"'features' must map some of {FEATURE_KEYS} to their specs"
+    for key, spec in features.items():
+        if not isinstance(spec, dict):
+            return f"feature {key!r} needs a spec (an object), got {spec!r}"
     image = features.get("image")
     if image is not None and not (
         isinstance(image.get("shape"), list) and len(image["shape"]) == 3 and image["shape"][2] == 3
+        and all(_is_int(d) and d > 0 for d in image["shape"])
     ):
-        return "'image' needs a 'shape' [height, width, 3]"
+        return "'image' needs a 'shape' [height, width, 3] of positive integers"
     audio = features.get("audio")
-    if audio is not None and not (isinstance(audio.get("length"), int) and audio["length"] > 0):
-        return "'audio' needs a positive 'length'"
-    if (schema.get("target") or {}).get("kind") not in ("label", "text"):
+    if audio is not None and not (_is_int(audio.get("length")) and audio["length"] > 0):
+        return "'audio' needs a positive integer 'length'"
+    target = schema.get("target")
+    if not isinstance(target, dict) or target.get("kind") not in ("label", "text"):
         return "'target' needs a 'kind' of 'label' or 'text'"
     if schema.get("compression") not in (None,) + COMPRESSIONS:
         return f"unknown compression {schema.get('compression')!r}"
+    class_names = schema.get("class_names")
+    if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
+        return "'class_names' must be null or a list of strings"
+    if "num_examples" in schema and not (_is_int(schema["num_examples"]) and schema["num_examples"] >= 0):
+        return "'num_examples' must be a count (an integer >= 0)"
+    shards = schema.get("shards")
+    if shards is not None and not (isinstance(shards, list) and all(isinstance(n, str) for n in shards)):
+        return "'shards' must be a list of file names"
     return None
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _find_schema(paths):
-    """The sidecar next to the shards: `prefix.schema.json` for `prefix-NNNNN-of-NNNNN.tfrecord`."""
-    sidecars = set()
+    """The schema of the shards, and `{path: its own sidecar's schema}`.
+
+    The sidecar of `prefix-NNNNN-of-NNNNN.tfrecord` is `prefix.schema.json`;
+    the shards may come from several writes with the same structure.
+    """
+    owners = {}
     for path in paths:
         match = _SHARD_NAME.match(path)
         if match:
-            sidecars.add(match.group("prefix") + SCHEMA_SUFFIX)
+            owners[path] = match.group("prefix") + SCHEMA_SUFFIX
         else:
             found = tf.io.gfile.glob(os.path.join(os.path.dirname(path), "*" + SCHEMA_SUFFIX))
             if len(found) != 1:
@@ -378,7 +423,8 @@ def _find_schema(paths):
                     f"PREFIX-NNNNN-of-NNNNN.tfrecord and its folder has {len(found)} {SCHEMA_SUFFIX} files); "
                     "pass schema='path/to/PREFIX.schema.json'."
                 )
-            sidecars.add(found[0])
+            owners[path] = found[0]
+    sidecars = set(owners.values())
     missing = sorted(s for s in sidecars if not tf.io.gfile.exists(s))
     if missing:
         raise ValueError(f"from_tfrecord: schema sidecar {missing[0]} not found; pass schema=... .")
@@ -390,7 +436,21 @@ def _find_schema(paths):
         if other != first:
             raise ValueError(f"from_tfrecord: the matched shards have different schemas ({sorted(schemas)}); "
                              "read them separately.")
-    return next(iter(schemas.values()))
+    return next(iter(schemas.values())), {path: schemas[sidecar] for path, sidecar in owners.items()}
+
+
+def _expected_count(path, schema):
+    """How many records shard `path` should hold by its schema's `num_examples` and `shards`, or None.
+
+    `to_tfrecord` writes round-robin, so shard i of n holds
+    ceil((num_examples - i) / n) records. None for a file the schema does not list.
+    """
+    shards, total = schema.get("shards"), schema.get("num_examples")
+    name = os.path.basename(path)
+    if not isinstance(shards, list) or not _is_int(total) or name not in shards:
+        return None
+    index, num_shards = shards.index(name), len(shards)
+    return max(0, (total - index + num_shards - 1) // num_shards)
 
 
 def _parse_spec(schema):
@@ -450,26 +510,46 @@ class _ShardPlan:
         self.lengths = lengths
 
 
-def _inspect_shard(path, schema):
-    """Read one shard once: CRCs via TensorFlow's reader, contents against the schema."""
+def _inspect_shard(path, schema, expected=None):
+    """Read one shard once: CRCs via TensorFlow's reader, contents against the schema.
+
+    `expected` is how many records the shard should hold (from its schema),
+    or None: a shard that holds fewer (cut short at a record boundary, or
+    emptied, which TensorFlow's reader does not notice) lists the missing ones.
+    """
     compression = schema.get("compression")
     try:
         count, bad = _check_records(tf.data.TFRecordDataset(path, compression or ""), schema)
-        return _ShardPlan(path, count - len(bad), bad, exclude=[i for i, _ in bad])
+        if expected is None or count >= expected:
+            return _ShardPlan(path, count - len(bad), bad, exclude=[i for i, _ in bad])
+        if compression:
+            lost = (f"records {count} onwards", f"missing: the {compression} shard ends after {count} records, "
+                    f"its schema counts {expected} (cut short?)")
+            return _ShardPlan(path, count - len(bad), bad + [lost], take=count, exclude=[i for i, _ in bad])
+        # An uncompressed shard short of records: the scan below lists each missing one.
     except tf.errors.DataLossError:
         pass  # a damaged or truncated record: find out exactly which below
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
+        lost = "" if expected is None else f"; its {expected} records are lost"
+        reason = f"the shard cannot be read ({short_error(error)}){lost}"
+        return _ShardPlan(path, 0, [(None, reason)], take=0, offsets=[], lengths=[])
     if compression:
         # TensorFlow's GZIP/ZLIB reader cannot decompress past damaged bytes
         # (it fails the whole input buffer), so keep what it can still read.
         readable = int(tf.data.TFRecordDataset(path, compression).ignore_errors().reduce(
             np.int64(0), lambda n, _: n + 1))
         count, bad = _check_records(tf.data.TFRecordDataset(path, compression).take(readable), schema)
-        lost = (f"records {readable} onwards",
-                f"corrupted {compression} data; the rest of the compressed shard cannot be read")
+        if expected is not None and readable >= expected:
+            lost = ("trailing data", f"corrupted {compression} data after the shard's {expected} records "
+                    "(appended bytes?); no record lost")
+        else:
+            rest = "" if expected is None else f" ({expected - readable} record{'s' * (expected - readable != 1)})"
+            lost = (f"records {readable} onwards",
+                    f"corrupted {compression} data; the rest of the compressed shard{rest} cannot be read")
         return _ShardPlan(path, count - len(bad), bad + [lost], take=readable, exclude=[i for i, _ in bad])
     with tf.io.gfile.GFile(path, "rb") as f:
         data = f.read()
-    good, damaged = scan_records(data)
+    good, damaged = scan_records(data, expected)
     offsets = [offset for _, offset, _ in good]
     lengths = [length for _, _, length in good]
     spans = [tf.constant(column, tf.int64, [len(column)]) for column in (offsets, lengths)]
@@ -479,10 +559,36 @@ def _inspect_shard(path, schema):
     for position, reason in content_bad:
         keep[position] = False
         bad.append((good[position][0], reason))
-    bad.sort(key=lambda item: item[0])
+    bad.sort(key=_bad_order)
     offsets = [o for o, k in zip(offsets, keep) if k]
     lengths = [n for n, k in zip(lengths, keep) if k]
     return _ShardPlan(path, len(offsets), bad, take=0, offsets=offsets, lengths=lengths)
+
+
+def short_error(error):
+    """A TensorFlow error's message without the op and function names TensorFlow wraps it in."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(getattr(error, "message", error)))
+    message = re.sub(r"\s*\[Op:[^\]]*\].*$", "", message.strip().splitlines()[0] if message.strip() else "")
+    return message.strip() or type(error).__name__
+
+
+def _bad_order(item):
+    """Sort key of `(record number, range of them or a description, reason)`: records by number, then the rest."""
+    index = item[0]
+    if isinstance(index, int):
+        return (0, index, "")
+    return (0, index.start, "") if isinstance(index, range) else (1, 0, str(index))
+
+
+def record_source(path, index):
+    """How a bad-record entry of shard `path` is named: "PATH record N", "PATH records N-M", "PATH" (None)."""
+    if index is None:
+        return os.fspath(path)
+    if isinstance(index, int):
+        return f"{path} record {index}"
+    if isinstance(index, range):
+        return f"{path} record {index.start}" if len(index) == 1 else f"{path} records {index.start}-{index.stop - 1}"
+    return f"{path} {index}"
 
 
 def _check_records(records, schema):
@@ -507,7 +613,9 @@ def _check_records(records, schema):
             count += len(numbers)
             found.extend((int(n), int(c)) for n, c in zip(numbers, result) if c)
         return count, [(n, _reason(c, schema)) for n, c in sorted(found)]
-    except tf.errors.InvalidArgumentError:
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
+        # UnicodeDecodeError: TensorFlow puts a record that is no Example in its error message, and a
+        # message with bytes that are not UTF-8 fails to become a Python exception.
         pass
 
     count = int(records.reduce(np.int64(0), lambda n, _: n + 1))
@@ -551,6 +659,8 @@ def _reason(code, schema):
         reasons.append("not a tf.train.Example with the schema's feature types")
     if code & _PNG_UNDECODABLE:
         reasons.append("image PNG fails to decode")
+    if code & _LABEL_RANGE:
+        reasons.append("label outside the int32 range of the targets")
     return "; ".join(reasons)
 
 
@@ -577,6 +687,10 @@ def _batch_checker(schema):
         code = tf.zeros(tf.shape(serialized), tf.int32)
         for k, ragged in parsed.items():
             code |= tf.where(ragged.row_lengths() != lengths[k], _MISSING[k], 0)
+        if not text_target:
+            labels = parsed[TARGET_KEY]
+            outside = (labels < tf.int32.min) | (labels > tf.int32.max)
+            code |= tf.where(tf.reduce_any(outside, axis=1), _LABEL_RANGE, 0)
         if image is not None:
             first = parsed["image"][:, :1].to_tensor(default_value="", shape=[None, 1])[:, 0]
             png = tf.where(parsed["image"].row_lengths() == 1, first, "")
@@ -730,14 +844,26 @@ def _masked(crc):
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def scan_records(data):
+def scan_records(data, expected=None):
     """Walk TFRecord framing in Python: `(good, bad)` for the uncompressed shard bytes `data`.
 
     `good` lists `(record number, data offset, data length)` of every record
     whose length and data CRCs both match; `bad` lists `(record number,
-    reason)`. After a damaged length (where the next record starts is then
+    reason)` (with `expected`, also ranges of records and bytes that are no
+    record; see below). After a damaged length (where the next record starts is then
     unknown) the scan resynchronises on the next position that holds a valid
-    record header whose data CRC also matches.
+    record header (length and length CRC) whose record fits in the data, so a
+    record with damaged data right after it is still found as itself.
+
+    `expected`, when known (e.g. from the shard's schema), is how many records
+    the shard holds; the framing alone cannot show records that are gone.
+    A shard that comes up short lists its missing records as one entry
+    `(range(first, stop), reason)`: the ones past its end when it was cut
+    short, or, when the only gap is one stretch of unreadable bytes and the
+    shard ends cleanly, the records that stretch held (record numbers after
+    it then stay right). Bytes past the last of the `expected` records that
+    are no record (appended garbage) are listed as `("bytes X-Y", reason)`,
+    not as a record.
 
     Example:
     ```python
@@ -746,27 +872,59 @@ def scan_records(data):
     ```
     """
     size = len(data)
-    headers, bad = [], []  # headers: (record number, data offset, length, stored data CRC)
-    position, number = 0, 0
+    headers, events = [], []  # headers: (record number, data offset, length, stored data CRC)
+    position, number, cut = 0, 0, False  # events: [record number, first byte, end byte, reason, kind]
     while position < size:
         if size - position < 12:
-            bad.append((number, f"truncated record header at byte {position}"))
+            events.append([number, position, size, f"truncated record header at byte {position}", "cut"])
+            number += 1
+            cut = True
             break
         length, length_crc = struct.unpack_from("<QI", data, position)
         if int(_masked(crc32c(data[position : position + 8]))) != length_crc:
             resumed = _resync(data, position + 1)
             end = size if resumed is None else resumed
-            bad.append((number, f"corrupted record length (CRC mismatch); bytes {position}-{end - 1} unreadable"))
+            events.append([number, position, end, f"corrupted record length (CRC mismatch); bytes {position}-{end - 1} "
+                           "unreadable", "span"])
             number += 1
             position = end
             continue
         if position + 16 + length > size:
-            bad.append((number, f"truncated record (needs {length} data bytes, file ends first)"))
+            events.append([number, position, size, f"truncated record (needs {length} data bytes, file ends first)",
+                           "cut"])
+            number += 1
+            cut = True
             break
         (data_crc,) = struct.unpack_from("<I", data, position + 12 + length)
         headers.append((number, position + 12, length, data_crc))
         position += 16 + length
         number += 1
+    bad = []
+    if expected is not None and number < expected:
+        missing = expected - number
+        spans = [event for event in events if event[4] == "span"]
+        if len(spans) == 1 and not cut:  # the unreadable stretch held the missing records
+            first = spans[0][0]
+            headers = [(n + missing if n > first else n, *rest) for n, *rest in headers]
+            for event in events:
+                event[0] += missing if event[0] > first else 0
+            spans[0][0] = range(first, first + missing + 1)
+            spans[0][3] += f" (they held {missing + 1} records)"
+        else:
+            where = f"the file ends after {number} of its {expected} records (cut short?)"
+            if spans:
+                where += (f", or they were in the unreadable bytes {spans[0][1]}-{spans[-1][2] - 1} "
+                          "(record numbers after them may be off)")
+            bad.append((range(number, expected), f"missing: {where}"))
+    elif expected is not None and events and events[-1][0] >= expected and not any(
+            n >= expected for n, *_ in headers):
+        # No record after the `expected` ones, only bytes that are none: appended garbage.
+        tail = [event for event in events if event[0] >= expected]
+        events = events[: len(events) - len(tail)]
+        start = tail[0][1]
+        bad.append((f"bytes {start}-{size - 1}", f"{size - start} bytes after the shard's {expected} records are no "
+                    "record (appended garbage?); no record lost"))
+    bad += [(event[0], event[3]) for event in events]
     good = []
     if headers:
         numbers, offsets, lengths, stored = (np.asarray(column) for column in zip(*headers))
@@ -776,12 +934,21 @@ def scan_records(data):
                 good.append((int(n), int(o), int(length)))
             else:
                 bad.append((int(n), "corrupted record (CRC mismatch)"))
-    bad.sort(key=lambda item: item[0])
+    bad.sort(key=_bad_order)
     return good, bad
 
 
 def _resync(data, start, window=1 << 20):
-    """The first position >= `start` holding a whole record with valid length and data CRCs, or None."""
+    """The first position >= `start` where a record starts again, or None.
+
+    That is the first position holding a record header (8 length bytes whose
+    masked CRC32C follows) whose record fits in the data. Its data CRC is not
+    required to match: a record with damaged data right after the damaged
+    length is found as a record of its own. (A false match needs 4 bytes equal
+    to the CRC of the 8 before them and those 8 a length that fits: about one
+    chance in 2**32 per position, times the chance random bytes give a length
+    below the file size, which is tiny.)
+    """
     size = len(data)
     buffer = np.frombuffer(data, np.uint8)
     table = _crc_table()
@@ -795,11 +962,7 @@ def _resync(data, start, window=1 << 20):
         stored = stored[:, 0] | stored[:, 1] << 8 | stored[:, 2] << 16 | stored[:, 3] << 24
         for p in positions[_masked(state ^ np.uint32(0xFFFFFFFF)) == stored]:
             (length,) = struct.unpack_from("<Q", data, int(p))
-            end = int(p) + 16 + length
-            if end <= size and int(_masked(crc32c(data[int(p) + 12 : end - 4]))) == struct.unpack_from(
-                "<I", data, end - 4
-            )[0]:
+            if int(p) + 16 + length <= size:
                 return int(p)
         start = stop
     return None
-
