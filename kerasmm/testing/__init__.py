@@ -14,8 +14,11 @@ testing.run_layer_test(
 ```
 """
 
+import contextlib
 import os
+import socket
 import tempfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -154,3 +157,35 @@ def run_model_saving_test(model, input_data, atol=1e-5):
     got = _as_numpy(loaded(input_data, training=False))
     tree.map_structure(lambda e, g: np.testing.assert_allclose(g, e, atol=atol, rtol=1e-5), expected, got)
     return loaded
+
+
+@contextlib.contextmanager
+def offline_tfds(data_dir):
+    """Inside: any network connection, GCS lookup or TFDS download fails with an AssertionError.
+
+    `TFDS_DATA_DIR` points at `data_dir`, so nothing outside the test's
+    folder is read or written. For tests of code that must never download.
+
+    Example:
+    ```python
+    import tempfile
+    from kerasmm import testing
+    with testing.offline_tfds(tempfile.mkdtemp()):
+        pass  # tfds.load(...) of a dataset not prepared here would fail at once
+    ```
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.utils import gcs_utils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    targets = [(socket.socket, "connect"), (socket, "create_connection"), (gcs_utils, "exists"),
+               (gcs_utils, "download_gcs_folder")]
+    targets += [(tfds.download.DownloadManager, m) for m in ("download", "download_and_extract",
+                                                             "download_kaggle_data")]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, {"TFDS_DATA_DIR": str(data_dir)}))
+        for owner, name in targets:
+            stack.enter_context(mock.patch.object(owner, name, refuse))
+        yield

@@ -33,7 +33,6 @@ import io
 import json
 import os
 import re
-import socket
 import struct
 import zlib
 
@@ -43,6 +42,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from kerasmm import testing
 from kerasmm.data import errors, image_ops
 from kerasmm.data import tfds as ktfds
 from kerasmm.data.tfrecord import from_tfrecord, to_tfrecord
@@ -181,6 +181,13 @@ PLAIN_MODES = ("records", "truncate", "zero range", "garbage", "empty", "unreada
 COMPRESSED_MODES = ("records", "truncate", "flip", "garbage", "empty")
 RECORD_MUTATIONS = ("payload", "data crc", "length", "length crc", "edit, crc fixed")
 HEADER_MUTATIONS = ("length", "length crc")
+RECORD_PARTS = ("payload", "data crc") + HEADER_MUTATIONS  # the mutations that flip a byte
+
+
+def flip_in_record(rng, data, start, length, kind):
+    """Flip a byte in one part (`RECORD_PARTS`) of the record at `start` whose payload is `length` bytes."""
+    offset, size = {"payload": (12, length), "data crc": (12 + length, 4), "length": (0, 8), "length crc": (8, 4)}[kind]
+    flip(rng, data, start + offset + int(rng.integers(0, size)))
 
 
 def mutate_plain_shard(rng, write, path, mode, mix):
@@ -202,16 +209,10 @@ def mutate_plain_shard(rng, write, path, mode, mix):
         else:
             kind = str(rng.choice([k for k in RECORD_MUTATIONS if k not in HEADER_MUTATIONS]))
         mix[f"record: {kind}"] += 1
-        if kind == "payload":
-            flip(rng, data, start + 12 + int(rng.integers(0, length)))
-        elif kind == "data crc":
-            flip(rng, data, start + 12 + length + int(rng.integers(0, 4)))
-        elif kind == "length":
-            flip(rng, data, start + int(rng.integers(0, 8)))
-            last_header = n
-        elif kind == "length crc":
-            flip(rng, data, start + 8 + int(rng.integers(0, 4)))
-            last_header = n
+        if kind in RECORD_PARTS:
+            flip_in_record(rng, data, start, length, kind)
+            if kind in HEADER_MUTATIONS:
+                last_header = n
         else:
             data = edit_with_crc_fixed(rng, data, start, length)
             edited[n] = bytes(data[start + 12 : start + 12 + length])
@@ -607,19 +608,7 @@ def test_label_outside_int32_is_a_bad_record(tmp_path):
 def offline(tmp_path):
     """Any network access, GCS lookup or TFDS download fails the test."""
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    from tensorflow_datasets.core.utils import gcs_utils
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds_default"))
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        mp.setattr(gcs_utils, "exists", refuse)
-        mp.setattr(gcs_utils, "download_gcs_folder", refuse)
-        for method in ("download", "download_and_extract", "download_kaggle_data"):
-            mp.setattr(tfds.download.DownloadManager, method, refuse)
+    with testing.offline_tfds(tmp_path / "tfds_default"):
         yield
 
 
@@ -697,15 +686,9 @@ def mutate_tfds_file(rng, path, mode, mix):
         header_ok = mode == "records" and n > last_header + 1
         kind = str(rng.choice(["payload", "data crc"] + (["length", "length crc"] if header_ok else [])))
         mix[f"tfds record: {kind}"] += 1
-        if kind == "payload":
-            flip(rng, data, start + 12 + int(rng.integers(0, length)))
-        elif kind == "data crc":
-            flip(rng, data, start + 12 + length + int(rng.integers(0, 4)))
-        elif kind == "length":
-            flip(rng, data, start + int(rng.integers(0, 8)))
+        flip_in_record(rng, data, start, length, kind)
+        if kind == "length":
             last_header = n
-        else:
-            flip(rng, data, start + 8 + int(rng.integers(0, 4)))
             last_header = n
     bad = set()
     if mode == "truncate":

@@ -4,7 +4,6 @@ import io
 import json
 import logging
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from kerasmm import testing
 from kerasmm.data import errors
 from kerasmm.data import tfds as ktfds
 from kerasmm.data.shapes_data import SHAPES, shapes_arrays
@@ -27,19 +27,7 @@ NUM_TRAIN, NUM_VAL = 12, 4
 def offline(tmp_path_factory):
     """Any network access, GCS lookup or TFDS download fails the test."""
 
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    from tensorflow_datasets.core.utils import gcs_utils
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TFDS_DATA_DIR", str(tmp_path_factory.mktemp("tfds_default")))
-        mp.setattr(socket.socket, "connect", refuse)
-        mp.setattr(socket, "create_connection", refuse)
-        mp.setattr(gcs_utils, "exists", refuse)
-        mp.setattr(gcs_utils, "download_gcs_folder", refuse)
-        for method in ("download", "download_and_extract", "download_kaggle_data"):
-            mp.setattr(tfds.download.DownloadManager, method, refuse)
+    with testing.offline_tfds(tmp_path_factory.mktemp("tfds_default")):
         yield
 
 
