@@ -12,5 +12,5 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from kerasmm import data, distribute, encoders, export, fusions, losses, metrics, retrieval, testing, zoo  # noqa: E402,F401
+from kerasmm import data, distribute, encoders, export, fusions, losses, metrics, models, search, testing, zoo  # noqa: E402,F401
 from kerasmm.version import __version__  # noqa: E402,F401

@@ -88,7 +88,7 @@ def train_dual_encoder(args, verbose, out):
         for rank, index in enumerate(np.argsort(-row)[:5]):
             tiles.append(features["image"][index])
             labels.append(f"{query}\n#{rank + 1} {row[index]:.2f}" if rank == 0 else f"#{rank + 1} {row[index]:.2f}")
-    sheet = kerasmm.retrieval.contact_sheet(tiles, labels, os.path.join(out, "retrieval.png"), columns=5)
+    sheet = kerasmm.search.contact_sheet(tiles, labels, os.path.join(out, "retrieval.png"), columns=5)
     return history.history, scores, seconds, sheet
 
 

@@ -460,7 +460,7 @@ def _quiet_readers():
 def _manifest_rows(path):
     """The rows of a manifest that parse, as `kerasmm.data.from_manifest` parses them (files unchecked)."""
     from kerasmm.data import manifest
-    from kerasmm.data.records import read_without_bom
+    from kerasmm.data.record_table import read_without_bom
 
     lines = [(n, raw.decode("utf-8", "replace"), None)
              for n, raw in enumerate(read_without_bom(path).splitlines(), start=1) if raw.strip()]
@@ -481,7 +481,7 @@ def _texts_from_files(spec):
     """The texts of the data in `spec` read from its text files (COCO annotations, a manifest, caption files),
     or None where only reading the dataset (decoding its images) gives them."""
     from kerasmm.data.coco import load_coco_json
-    from kerasmm.data.records import check_text
+    from kerasmm.data.record_table import check_text
 
     reader = spec["reader"]
     if reader == "coco":

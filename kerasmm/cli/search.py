@@ -90,7 +90,7 @@ def load_dual_encoder(path):
     model = load_dual_encoder("run")   # reads run/model.keras
     ```
     """
-    from kerasmm.builders.dual_encoder import DualEncoder
+    from kerasmm.models import DualEncoder
     from kerasmm.cli.export import load_model
 
     model = load_model(path)
@@ -124,7 +124,7 @@ def run(args):
     search.run(args)
     ```
     """
-    from kerasmm.retrieval import Index, contact_sheet
+    from kerasmm.search import Index, contact_sheet
 
     queries = list(args.queries)
     for i, query in enumerate(queries, 1):

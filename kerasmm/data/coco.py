@@ -4,7 +4,7 @@ import collections
 import json
 import os
 
-from kerasmm.data.records import RecordTable, check_text, read_without_bom, resolve_path, same_file_key
+from kerasmm.data.record_table import RecordTable, check_text, read_without_bom, resolve_path, same_file_key
 
 CAPTION_MODES = ("sample", "all")
 

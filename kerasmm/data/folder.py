@@ -3,7 +3,7 @@
 import os
 
 from kerasmm.data import image_ops
-from kerasmm.data.records import RecordTable
+from kerasmm.data.record_table import RecordTable
 
 # decode_image reads WebP too; check_image turns an animated one (which it cannot read) into a bad record.
 _EXTENSIONS = image_ops.IMAGE_EXTENSIONS + (".webp",)

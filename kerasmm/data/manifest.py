@@ -6,7 +6,7 @@ import io
 import json
 import os
 
-from kerasmm.data.records import RecordTable, read_without_bom, resolve_path, same_file_key
+from kerasmm.data.record_table import RecordTable, read_without_bom, resolve_path, same_file_key
 
 COLUMNS = ("image", "audio", "text", "label")
 MAX_LABEL = 2**31 - 1  # the pipeline's labels are int32

@@ -58,7 +58,7 @@ from etils import epath
 
 from kerasmm.data import errors, image_ops, pipeline, tfrecord
 from kerasmm.data.coco import CAPTION_MODES, load_coco_json
-from kerasmm.data.records import check_text, resolve_path
+from kerasmm.data.record_table import check_text, resolve_path
 
 LOCAL_COCO = "kerasmm_local_coco"
 SUPPORTED_LAYOUTS = (

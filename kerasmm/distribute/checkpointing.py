@@ -29,7 +29,8 @@ import time
 import uuid
 
 import tensorflow as tf
-from tensorflow.python.checkpoint import checkpoint_management  # what CheckpointManager writes its list with
+
+from kerasmm.backend_compat import update_checkpoint_list
 
 logger = logging.getLogger("kerasmm.distribute")
 
@@ -134,10 +135,8 @@ class CheckpointStore:
             stamps = [time.time()] * len(paths)  # CheckpointManager forgets a listed checkpoint with no timestamp
         kept = [(p, t) for p, t in zip(paths, stamps) if p != path]
         if kept:
-            checkpoint_management.update_checkpoint_state_internal(
-                self.directory, kept[-1][0], [p for p, _ in kept], save_relative_paths=True,
-                all_model_checkpoint_timestamps=[t for _, t in kept],
-                last_preserved_timestamp=state.last_preserved_timestamp)
+            update_checkpoint_list(self.directory, kept[-1][0], [p for p, _ in kept], [t for _, t in kept],
+                                   state.last_preserved_timestamp)
         else:
             tf.io.gfile.remove(os.path.join(self.directory, "checkpoint"))
 

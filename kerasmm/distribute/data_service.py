@@ -47,7 +47,7 @@ import re
 
 import tensorflow as tf
 
-from kerasmm.builders.task import MODEL_READY_ATTRIBUTE
+from kerasmm.data.model_ready import mark_model_ready
 
 PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
 _ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s:/]+:\d+$")
@@ -185,5 +185,5 @@ def distribute_on_service(dataset, service, preprocessor=None, processing_mode="
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     dataset = dataset.with_options(options)
     if preprocessor is not None:
-        setattr(dataset, MODEL_READY_ATTRIBUTE, True)
+        mark_model_ready(dataset)
     return dataset

@@ -7,7 +7,7 @@ Run the same script on every worker, each with its own `TF_CONFIG`
 "worker", "index": i}}`), and build the model inside the strategy's scope.
 Plain Keras 3 `fit` fails under `MultiWorkerMirroredStrategy`
 (keras-team/keras#20585); every kerasmm model inherits the fix from
-`kerasmm.builders.task.ZooTask`, so `fit`, `evaluate` and `predict` work as
+`kerasmm.models.task.ZooTask`, so `fit`, `evaluate` and `predict` work as
 on one machine. Every worker ends with the same weights: save from all of
 them (each to its own path), keep the chief's (task 0).
 
@@ -52,7 +52,8 @@ import numbers
 
 import tensorflow as tf
 
-from kerasmm.builders.task import MODEL_READY_ATTRIBUTE, in_multi_worker_mode  # noqa: F401 (re-exported)
+from kerasmm.backend_compat import in_multi_worker_mode  # noqa: F401 (re-exported)
+from kerasmm.data.model_ready import mark_model_ready
 
 
 def _check_positive_int(name, value):
@@ -173,5 +174,5 @@ def distribute_dataset(strategy, dataset_fn, global_batch_size, preprocessor=Non
 
     distributed = strategy.distribute_datasets_from_function(pipeline)
     if isinstance(distributed, tf.data.Dataset):  # the default strategy hands the dataset back
-        setattr(distributed, MODEL_READY_ATTRIBUTE, True)
+        mark_model_ready(distributed)
     return distributed

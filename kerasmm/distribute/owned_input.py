@@ -36,7 +36,8 @@ checkpoint = tf.train.Checkpoint(input=batches.position)  # the position, with t
 import collections
 
 import tensorflow as tf
-from keras.src.trainers.data_adapters.data_adapter import DataAdapter
+
+from kerasmm.backend_compat import DataAdapter
 
 
 class OwnedBatches:

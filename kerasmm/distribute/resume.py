@@ -39,8 +39,8 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.utils import io_utils
 
+from kerasmm.backend_compat import print_msg
 from kerasmm.distribute.checkpointing import CheckpointStore
 from kerasmm.distribute.owned_input import OwnedBatches, OwnedBatchesAdapter
 
@@ -263,7 +263,7 @@ def _empty_history(model):
 
 def _say(verbose, message):
     if verbose != 0:
-        io_utils.print_msg(message)
+        print_msg(message)
     logger.info(message)
 
 
@@ -334,7 +334,7 @@ class _Checkpointer(keras.callbacks.TerminateOnNaN):
         message = (f"{what} at step {step} (epoch {(step - 1) // self.steps_per_epoch + 1}, batch "
                    f"{(step - 1) % self.steps_per_epoch + 1} of {self.steps_per_epoch}); training stopped and "
                    f"{kept}.")
-        io_utils.print_msg(message)
+        print_msg(message)
         self.failure = (message, step, value, latest)
         self.model.stop_training = True
 

@@ -31,6 +31,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from kerasmm.backend_compat import flatten_layers
 from kerasmm.encoders import register
 from kerasmm.encoders.base import Encoder, check_positive_int
 from kerasmm.encoders.text import _local_preset_dir, masked_mean
@@ -119,7 +120,7 @@ def _backbone_blocks(backbone):
                     # The layer holding the blocks (e.g. ViT's encoder) is expanded into its sublayers.
                     inner = [layer]
                     if layer is owner:
-                        inner = [s for s in layer._flatten_layers(include_self=False, recursive=False) if s.weights]
+                        inner = [s for s in flatten_layers(layer, include_self=False, recursive=False) if s.weights]
                     units.extend(([sub], id(sub) in ids) for sub in inner)
                 return units
     groups = {}
@@ -139,7 +140,7 @@ def _set_trainable(layer, value):
     value an attribute already has is skipped (`AutoTrackable.__setattr__`),
     so `backbone.trainable = True` would not reach sublayers frozen one by one.
     """
-    for sub in layer._flatten_layers(include_self=True, recursive=True):
+    for sub in flatten_layers(layer):
         sub.trainable = value
 
 

@@ -30,6 +30,7 @@ import tempfile
 
 import tensorflow as tf
 
+from kerasmm.backend_compat import portable_slice_updates
 from kerasmm.export import signatures, warmup
 
 
@@ -72,7 +73,7 @@ def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, 
                                   sample_rate=sample_rate, scores=scores, jit_compile=jit_compile)
         partial = tempfile.mkdtemp(prefix=f".{version}-partial-", dir=export_dir)
         try:
-            with signatures.portable_ops(enabled=not jit_compile):
+            with portable_slice_updates(enabled=not jit_compile):
                 tf.saved_model.save(export.module, partial, signatures=export.functions)
             if warmup_requests:
                 warmup.write_requests(partial, model_name, export.examples)

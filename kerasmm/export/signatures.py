@@ -22,14 +22,15 @@ code):
   `[B, H, W, 3]` float32 in [0, 1] and `png_bytes` `[B]`.
 """
 
-import contextlib
 import inspect
 import json
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasmm.backend_compat import portable_slice_updates
 from kerasmm.data import image_ops
 from kerasmm.export import inputs as raw
 
@@ -310,7 +311,7 @@ def _captioner(model, module, staging, sample_rate, sampler, max_length, num_bea
     max_length = int(max_length or model.backbone.sequence_length)
     sampler = model.sampler if sampler is None else sampler
     # The model's own decoding loop (KV cache, sampler, stop on the end token), traced afresh here so
-    # that `portable_ops` applies and `jit_compile` is the export's choice.
+    # that `portable_slice_updates` applies and `jit_compile` is the export's choice.
     generate = model.generate_function(sampler, max_length, num_beams)
     generate = getattr(generate, "python_function", generate)
     module.vocabulary_asset = tf.saved_model.Asset(
@@ -371,45 +372,6 @@ def _text_to_image(model, module, staging, sample_rate):
     return functions, ["text"], {"image_size": [int(s) for s in model.image_size]}
 
 
-@contextlib.contextmanager
-def portable_ops(enabled=True):
-    """While tracing, keras' `slice_update` writes `TensorStridedSliceUpdate`, not `XlaDynamicUpdateSlice`.
-
-    Keras' TensorFlow backend updates slices (the KV cache, the sampler's
-    token buffer) with the XLA op `XlaDynamicUpdateSlice`, which outside an
-    XLA cluster runs only through XLA's compile-on-demand path: stock TF
-    Serving refuses it on GPU and on CPU needs `--xla_cpu_compilation_enabled`.
-    `TensorStridedSliceUpdate` is a core op with CPU and GPU kernels and the
-    same result for in-range starts (the only ones the decoding loops use).
-    """
-    try:
-        from keras.src.backend.tensorflow import core
-    except ImportError:  # another keras layout: leave the graph as keras builds it
-        core = None
-    if not enabled or core is None or not hasattr(core, "slice_update"):
-        yield
-        return
-    original = core.slice_update
-
-    def slice_update(inputs, start_indices, updates):
-        inputs = tf.convert_to_tensor(inputs)
-        updates = tf.cast(tf.convert_to_tensor(updates), inputs.dtype)
-        if isinstance(start_indices, (list, tuple)):
-            begin = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
-        else:
-            begin = tf.cast(start_indices, tf.int32)
-        end = begin + tf.shape(updates, out_type=tf.int32)
-        return tf.raw_ops.TensorStridedSliceUpdate(
-            input=inputs, begin=begin, end=end, strides=tf.ones_like(begin), value=updates
-        )
-
-    core.slice_update = slice_update
-    try:
-        yield
-    finally:
-        core.slice_update = original
-
-
 def build(model, staging, sampler=None, max_length=None, num_beams=4, sample_rate=16000, scores=True,
           jit_compile=False):
     """The `Export` of `model`; asset files are written under `staging` (copied into the SavedModel)."""
@@ -439,13 +401,13 @@ def build(model, staging, sampler=None, max_length=None, num_beams=4, sample_rat
         )
     constants = _preprocessing_constants(model.preprocessor, sample_rate)
 
-    # Trace every signature now (under `portable_ops` unless XLA compiles the loop): the concrete
+    # Trace every signature now (under `portable_slice_updates` unless XLA compiles the loop): the concrete
     # functions name every variable they use (a sampler's seed state, say), which the module must
     # track for the SavedModel to hold it.
-    with portable_ops(enabled=not jit_compile):
+    with portable_slice_updates(enabled=not jit_compile):
         concrete = {name: f.get_concrete_function() for name, f in functions.items()}
-    # (Keras variables wrap the tf.Variables the functions capture: compare those.)
-    seen = {id(getattr(v, "_value", v)) for v in module.model_variables}
+    # (Keras variables wrap the tf.Variables the functions capture, their `.value`: compare those.)
+    seen = {id(v.value if isinstance(v, keras.Variable) else v) for v in module.model_variables}
     module.other_variables = []
     for function in concrete.values():
         for v in function.variables:

@@ -89,10 +89,9 @@ def custom_ops(version_dir):
     Run before loading any op library: in a fresh process those are the
     ops of other packages (tensorflow-text's, say).
     """
-    import tensorflow as tf  # noqa: F401  (registers the core ops)
-    from tensorflow.python.framework import op_def_registry
+    from kerasmm.backend_compat import is_registered_op  # (imports TensorFlow, which registers the core ops)
 
-    return sorted(op for op in graph_op_types(version_dir) if op_def_registry.get(op) is None)
+    return sorted(op for op in graph_op_types(version_dir) if not is_registered_op(op))
 
 
 def xla_ops(version_dir):

@@ -2,7 +2,7 @@
 
 The loops themselves are keras_hub's samplers (a `while_loop` over a
 preallocated token buffer); a model supplies the `next(prompt, cache, index)`
-step with its KV cache (see `kerasmm.builders.captioner.Captioner.generate`).
+step with its KV cache (see `kerasmm.models.captioner.captioner_task.Captioner.generate`).
 
 Example:
 ```python

@@ -1,7 +1,7 @@
 """The model zoo: `kerasmm.zoo.get(name, **overrides)` → a compiled model.
 
 Each entry is a small architecture dict plus the builder that turns it into
-a model. Every entry has a `tiny_<name>` twin for tests; `list()` leaves the
+a model; the families' entries live in `kerasmm/models/<family>/<family>_presets.py`. Every entry has a `tiny_<name>` twin for tests; `list()` leaves the
 tiny twins out unless asked.
 
 Example:
@@ -15,14 +15,21 @@ model = kerasmm.zoo.get("tiny_dual_encoder", precision="mixed_bfloat16", jit_com
 
 import copy
 
-from kerasmm.distribute.precision import (
+from kerasmm.models.precision import (
     check_jit_compile,
     check_precision,
     keep_float32,
     precision_scope,
     set_jit_compile,
 )
+from kerasmm.models.captioner import captioner_presets
+from kerasmm.models.classifier import classifier_presets
+from kerasmm.models.dual_encoder import dual_encoder_presets
+from kerasmm.models.text_to_image import text_to_image_presets
 from kerasmm.registry import Registry
+
+# Each family's presets module: SETTINGS (every setting and its default), build(**settings) and PRESETS.
+FAMILY_PRESETS = (classifier_presets, dual_encoder_presets, captioner_presets, text_to_image_presets)
 
 ZOO = Registry("zoo entry", keras_serializable=False)
 TINY_PREFIX = "tiny_"
@@ -153,4 +160,11 @@ def _merge_nested(old, new):
     return out
 
 
-from kerasmm.zoo import captioners, classifiers, dual_encoders, generators  # noqa: E402,F401  (register their entries)
+def _register_family(presets):
+    for preset in presets.PRESETS:
+        register_with_twin(preset["names"], presets.build, presets.SETTINGS, preset["full"], preset["tiny"],
+                           preset["description"])
+
+
+for _family in FAMILY_PRESETS:
+    _register_family(_family)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import kerasmm
-from kerasmm import retrieval
+from kerasmm import search
 from kerasmm.data import image_ops
 from kerasmm.export import inputs
 
@@ -68,7 +68,7 @@ def test_every_kind_of_file_reads_as_an_rgb_image_of_the_model_size(reader_pixel
 
 def test_search_and_the_export_see_the_pixels_the_reader_trained_on(files, reader_pixels):
     for path, expected in zip(files, reader_pixels):
-        searched, reason = retrieval._load_image_file(str(path), SIZE, "crop")
+        searched, reason = search._load_image_file(str(path), SIZE, "crop")
         assert reason is None, (path.name, reason)
         np.testing.assert_array_equal(searched, expected, err_msg=path.name)
         served = inputs.decode_images(tf.constant([path.read_bytes()]), SIZE).numpy()[0]
@@ -122,7 +122,7 @@ def test_search_refuses_images_over_the_pixel_limit_before_decoding(tmp_path, mo
     large = _save(tmp_path / "large.png", Image.fromarray(_picture(16, 16, 6)), "PNG")  # 256 pixels
     monkeypatch.setattr(image_ops, "MAX_IMAGE_PIXELS", 100)
     model = kerasmm.zoo.get("tiny_dual_encoder")
-    index = retrieval.Index.from_images(model, paths=[str(small), str(large)], on_error="skip")
+    index = search.Index.from_images(model, paths=[str(small), str(large)], on_error="skip")
     assert index.keys == [str(small)]
     [(source, reason)] = list(index.skipped)
     assert source == str(large) and "over the limit of 100 pixels" in reason

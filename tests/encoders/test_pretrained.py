@@ -10,7 +10,7 @@ import pytest
 
 import kerasmm
 from kerasmm import testing
-from kerasmm.builders.backbone import MultimodalBackbone
+from kerasmm.models import MultimodalBackbone
 from kerasmm.encoders.pretrained import KerasHubImageEncoder, KerasHubTextEncoder, preset_tokenizer
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "red", "blue", "circle", "square"]

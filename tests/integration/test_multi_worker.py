@@ -85,7 +85,7 @@ def test_loss_falls_and_workers_agree_on_it(workers, run):
 
 
 def test_the_keras_hooks_the_fix_overrides_still_exist():
-    # kerasmm.builders.task.ZooTask overrides these to fix keras#20585; a Keras
+    # kerasmm.models.task.ZooTask overrides these to fix keras#20585; a Keras
     # that renames them would silently bring the bug back.
     from keras.src.backend.tensorflow import trainer
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kerasmm
-from kerasmm.distribute import precision
+from kerasmm.models import precision
 
 FAMILIES = ["tiny_weighted_sum_classifier", "tiny_dual_encoder", "tiny_captioner", "tiny_text_to_image"]
 # The reader task each zoo task trains on.

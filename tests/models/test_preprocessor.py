@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmm.builders import MultimodalPreprocessor
+from kerasmm.models import MultimodalPreprocessor
 
 VOCAB = ["[PAD]", "[UNK]", "a", "red", "circle", "blue"]
 

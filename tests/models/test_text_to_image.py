@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import kerasmm
 from kerasmm import testing
-from kerasmm.builders.text_to_image import TextToImage, TextToImageBackbone
+from kerasmm.models import TextToImage, TextToImageBackbone
 
 CAPTIONS = ["a large red circle", "a small blue square above a large green triangle"]
 

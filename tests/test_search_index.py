@@ -6,7 +6,7 @@ from PIL import Image
 
 import kerasmm
 from kerasmm.data import BadRecordError
-from kerasmm.retrieval import Index, contact_sheet
+from kerasmm.search import Index, contact_sheet
 
 N = 12
 

@@ -64,7 +64,7 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
     Example:
     ```python
     import keras_hub, numpy as np
-    from kerasmm.builders.preprocessor import MultimodalPreprocessor
+    from kerasmm.models import MultimodalPreprocessor
     tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=["[PAD]", "[UNK]", "a", "red", "circle"], lowercase=True)
     preprocessor = MultimodalPreprocessor(

@@ -1,9 +1,11 @@
-"""What every zoo builder shares: vocabularies and encoders filled in from the data settings."""
+"""What every family's presets share: encoders and tokenizers filled in from the data settings, and the
+splitting of an entry's flat settings into the config dict of each component."""
 
 import copy
 import inspect
 import os
 
+import keras
 import keras_hub
 
 from kerasmm import data
@@ -72,3 +74,14 @@ def build_encoders(encoders, vocabulary, image_size, sequence_length):
         encoders["image"] = _image_encoder_spec(encoders["image"], image_size)
     built = {m: resolve(encoder_registry.ENCODERS, spec) for m, spec in encoders.items()}
     return built, tokenizer
+
+
+def component(settings, names):
+    """The config dict of one component: the entry `settings` named in `names`."""
+    return {name: settings[name] for name in names}
+
+
+def compiled(model, learning_rate):
+    """`model` compiled with its defaults and Adam at `learning_rate`: what `zoo.get` returns."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return model

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kerasmm
-from kerasmm.builders.captioner import Captioner
+from kerasmm.models.captioner.captioner_task import Captioner
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
 
 

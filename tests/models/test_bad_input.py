@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kerasmm
-from kerasmm.builders import MultimodalBackbone
+from kerasmm.models import MultimodalBackbone
 
 IMAGE = {"name": "cnn", "output_dim": 16, "filters": [8]}
 TEXT = {"name": "bow", "vocabulary_size": 20, "output_dim": 16}

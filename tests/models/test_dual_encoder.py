@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import kerasmm
-from kerasmm.builders.dual_encoder import DualEncoderBackbone
+from kerasmm.models import DualEncoderBackbone
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from kerasmm.builders.preprocessor import MultimodalPreprocessor
+from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 
 CONTEXT_MODALITIES = ("image", "audio")
 
@@ -33,7 +33,7 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
     Example:
     ```python
     import keras_hub, numpy as np
-    from kerasmm.builders.captioner_preprocessor import CaptionerPreprocessor
+    from kerasmm.models import CaptionerPreprocessor
     from kerasmm.data import shapes_vocabulary
     tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=shapes_vocabulary(), lowercase=True)
     preprocessor = CaptionerPreprocessor(["image"], tokenizer, sequence_length=8, image_size=(32, 32))

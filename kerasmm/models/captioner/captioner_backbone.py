@@ -4,8 +4,8 @@ import keras
 import keras_hub
 from keras import ops
 
-from kerasmm.builders.backbone import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
-from kerasmm.builders.captioner_preprocessor import CONTEXT_MODALITIES
+from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
+from kerasmm.models.captioner.captioner_preprocessor import CONTEXT_MODALITIES
 from kerasmm.encoders.base import check_dropout, check_positive_int
 from kerasmm.layers import ModalityDropout
 
@@ -46,7 +46,7 @@ class CaptionerBackbone(keras_hub.models.Backbone):
     Example:
     ```python
     import numpy as np
-    from kerasmm.builders.captioner_backbone import CaptionerBackbone
+    from kerasmm.models import CaptionerBackbone
     backbone = CaptionerBackbone(
         encoders={"image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]}},
         vocabulary_size=30, sequence_length=8, hidden_dim=16, num_layers=1,

@@ -2,8 +2,8 @@
 
 import keras
 
-from kerasmm.builders.backbone import MultimodalBackbone
-from kerasmm.builders.task import ZooTask
+from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone
+from kerasmm.models.task import ZooTask
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")

@@ -16,7 +16,7 @@ dual-encoder embeddings and logit scale, captioner logits, generated pixels).
 Example:
 ```python
 import kerasmm
-from kerasmm.distribute import precision
+from kerasmm.models import precision
 model = kerasmm.zoo.get("tiny_dual_encoder", precision="mixed_float16", jit_compile=True)
 model.optimizer                      # a LossScaleOptimizer around Adam
 precision.loss_scale(model)          # 32768.0
@@ -27,6 +27,8 @@ precision.set_jit_compile(model, False)
 import contextlib
 
 import keras
+
+from kerasmm.backend_compat import flatten_layers
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 JIT_COMPILE = (True, False, "auto")
@@ -78,7 +80,7 @@ def keep_float32(layer):
     """
     if layer is None:
         return layer
-    for sublayer in layer._flatten_layers(include_self=True):
+    for sublayer in flatten_layers(layer):
         if sublayer.dtype_policy.name.startswith("mixed_"):
             sublayer.dtype_policy = "float32"
     return layer

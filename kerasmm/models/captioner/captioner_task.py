@@ -7,8 +7,8 @@ import tensorflow as tf
 from keras import ops
 
 from kerasmm import generation
-from kerasmm.builders.captioner_backbone import CaptionerBackbone
-from kerasmm.builders.task import ZooTask
+from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
+from kerasmm.models.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
 from kerasmm.metrics.caption import Bleu, CiderD
 

@@ -9,7 +9,7 @@ An index saves to, and loads from, one `.npz` file.
 Example:
 ```python
 import kerasmm
-from kerasmm.retrieval import Index
+from kerasmm.search import Index
 model = kerasmm.zoo.get("tiny_dual_encoder")
 features, _ = kerasmm.data.shapes_arrays(num_examples=12, image_size=32)
 index = Index.from_images(model, images=features["image"])
@@ -31,7 +31,7 @@ import numpy as np
 from kerasmm.data import errors
 from kerasmm.version import __version__
 
-INDEX_FORMAT = "kerasmm.retrieval.Index"
+INDEX_FORMAT = "kerasmm.search.Index"
 INDEX_FORMAT_VERSION = 1
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
 
@@ -68,7 +68,7 @@ def model_embedding_dim(model):
     Example:
     ```python
     import kerasmm
-    from kerasmm.retrieval import model_embedding_dim
+    from kerasmm.search import model_embedding_dim
     model_embedding_dim(kerasmm.zoo.get("tiny_dual_encoder"))   # 16
     ```
     """
@@ -83,7 +83,7 @@ def model_image_size(model):
     Example:
     ```python
     import kerasmm
-    from kerasmm.retrieval import model_image_size
+    from kerasmm.search import model_image_size
     model_image_size(kerasmm.zoo.get("tiny_dual_encoder"))   # (32, 32)
     ```
     """
@@ -161,7 +161,7 @@ class Index:
     Example:
     ```python
     import numpy as np
-    from kerasmm.retrieval import Index
+    from kerasmm.search import Index
     index = Index(np.eye(3, dtype="float32"), keys=["a.png", "b.png", "c.png"])
     index.search(np.array([[0.0, 1.0, 0.0]]), k=2)   # [[('b.png', 1.0), ('a.png', 0.0)]]
     ```
@@ -211,7 +211,7 @@ class Index:
         Example:
         ```python
         import kerasmm
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         model = kerasmm.zoo.get("tiny_dual_encoder")
         features, _ = kerasmm.data.shapes_arrays(num_examples=8, image_size=32)
         index = Index.from_images(model, images=features["image"], batch_size=4)
@@ -282,7 +282,7 @@ class Index:
         Example:
         ```python
         import numpy as np
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         index = Index(np.eye(4, dtype="float32"))
         index.search(np.eye(4, dtype="float32")[:1], k=2)   # [[(0, 1.0), (1, 0.0)]]
         ```
@@ -324,7 +324,7 @@ class Index:
         Example:
         ```python
         import kerasmm
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         model = kerasmm.zoo.get("tiny_dual_encoder")
         features, _ = kerasmm.data.shapes_arrays(num_examples=8, image_size=32)
         index = Index.from_images(model, images=features["image"])
@@ -350,7 +350,7 @@ class Index:
         Example:
         ```python
         import kerasmm
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         model = kerasmm.zoo.get("tiny_dual_encoder")
         features, _ = kerasmm.data.shapes_arrays(num_examples=8, image_size=32)
         index = Index.from_images(model, images=features["image"])
@@ -374,7 +374,7 @@ class Index:
         Example:
         ```python
         import numpy as np
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         Index(np.eye(2, dtype="float32"), keys=["a", "b"]).save("/tmp/gallery.npz")
         ```
         """
@@ -399,7 +399,7 @@ class Index:
         Example:
         ```python
         import numpy as np
-        from kerasmm.retrieval import Index
+        from kerasmm.search import Index
         Index(np.eye(2, dtype="float32"), keys=["a", "b"]).save("/tmp/gallery.npz")
         Index.load("/tmp/gallery.npz").keys   # ['a', 'b']
         ```
@@ -481,7 +481,7 @@ def contact_sheet(paths_or_images, captions, path, columns=5):
     Example:
     ```python
     import kerasmm
-    from kerasmm.retrieval import contact_sheet
+    from kerasmm.search import contact_sheet
     features, _ = kerasmm.data.shapes_arrays(num_examples=4, image_size=32)
     contact_sheet(list(features["image"]), ["0.91 a", "0.85 b", "0.80 c", "0.62 d"],
                   "/tmp/sheet.png", columns=2)

@@ -3,113 +3,15 @@
 import math
 
 import keras
-import keras_hub
 import numpy as np
 
-from kerasmm.builders.backbone import (
-    deserialize_encoders,
-    image_pair,
-    model_inputs,
-    resolve_encoders,
-    serialize_encoders,
-)
-from kerasmm.builders.task import ZooTask
+from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
+from kerasmm.models.task import ZooTask
 from kerasmm.losses import contrastive
 from kerasmm.metrics import RetrievalMetrics
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.")
-
-
-@keras.saving.register_keras_serializable(package="kerasmm")
-class DualEncoderBackbone(keras_hub.models.Backbone):
-    """Two towers, each encoder → linear projection → L2 normalisation.
-
-    Inputs: the two modalities of the backbone contract (e.g. `"image"` and
-    `"text"`). Outputs: `{"<modality>_embedding": [B, E]}` for each, unit length.
-
-    Args:
-        encoders: dict with exactly two modalities, "text" and one of "image"
-            or "audio", each a registered encoder name, spec dict or layer.
-        embedding_dim: int, E.
-        image_size, sequence_length, audio_length: input sizes, as for
-            `MultimodalBackbone`.
-
-    Example:
-    ```python
-    import numpy as np
-    from kerasmm.builders.dual_encoder import DualEncoderBackbone
-    backbone = DualEncoderBackbone(
-        encoders={"image": {"name": "cnn", "output_dim": 16, "filters": [8]},
-                  "text": {"name": "bow", "vocabulary_size": 20, "output_dim": 16}},
-        embedding_dim=8, image_size=16, sequence_length=6)
-    out = backbone({"image": np.zeros((2, 16, 16, 3), "float32"), "text": np.ones((2, 6), "int32")})
-    ```
-    """
-
-    def __init__(self, encoders, embedding_dim, image_size=None, sequence_length=None, audio_length=None,
-                 dtype=None, **kwargs):
-        # === Layers ===
-        if not isinstance(encoders, dict) or sorted(encoders) not in (["image", "text"], ["audio", "text"]):
-            raise ValueError(
-                "A dual encoder needs encoders for 'text' and one of 'image' or 'audio'; "
-                f"got {sorted(encoders) if isinstance(encoders, dict) else encoders!r}."
-            )
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
-        built = resolve_encoders(encoders, slot="tower")
-        self.encoder_layers = built
-        # `dtype` (None: the global policy) reaches the projections, so a reloaded backbone keeps
-        # its policy; the unit normalisation runs in float32, so embeddings are float32 under
-        # mixed precision and the similarities the loss and retrieval compute stay accurate.
-        self.projections = {
-            m: keras.layers.Dense(embedding_dim, use_bias=False, dtype=dtype, name=f"{m}_projection") for m in built
-        }
-        self.normalizations = {
-            m: keras.layers.UnitNormalization(dtype="float32", name=f"{m}_normalization") for m in built
-        }
-
-        # === Functional Model ===
-        modalities = sorted(built)
-        image_size = image_pair(image_size) if image_size is not None else None
-        inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
-        inputs = {m: inputs[m] for m in modalities}  # no presence masks: both towers always run
-        outputs = {
-            f"{m}_embedding": self.normalizations[m](self.projections[m](built[m](inputs[m])["pooled"]))
-            for m in modalities
-        }
-        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
-
-        # === Config ===
-        self.modalities = modalities
-        self.embedding_dim = embedding_dim
-        self.image_size = image_size
-        self.sequence_length = sequence_length
-        self.audio_length = audio_length
-
-    @property
-    def query_modality(self):
-        """The non-text tower's modality ("image" or "audio")."""
-        return next(m for m in self.modalities if m != "text")
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "encoders": serialize_encoders(self.encoder_layers),
-                "embedding_dim": self.embedding_dim,
-                "image_size": self.image_size,
-                "sequence_length": self.sequence_length,
-                "audio_length": self.audio_length,
-            }
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoders"] = deserialize_encoders(config["encoders"])
-        return super().from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -206,10 +108,9 @@ class DualEncoder(ZooTask):
             value = contrastive.sigmoid_loss(query, text, self.logit_scale_variable, self.logit_bias_variable, names)
         else:
             value = contrastive.alignment_loss(query, text, names)
-        value = contrastive.replica_share(value)
-        for extra in self.losses:
-            value = value + self._aggregate_additional_loss(extra)
-        return value
+        # Regularisers and `add_loss` terms, summed in float32 as Keras' own `compute_loss` does.
+        extra = [keras.ops.sum(keras.ops.cast(loss, "float32")) for loss in self.losses]
+        return contrastive.replica_share(value + sum(extra) if extra else value)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         evaluating = self.evaluating

@@ -1,0 +1,93 @@
+"""The captioner family's zoo entries (image and/or audio → text) and how an entry's settings become a model."""
+
+from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
+from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
+from kerasmm.models.captioner.captioner_task import Captioner
+from kerasmm.models.preset_parts import build_encoders, compiled, component, tokenizer_for
+
+# Every setting a captioner entry takes (`zoo.get` overrides are checked against these), with its default.
+SETTINGS = {
+    "task": "captioning",
+    "encoders": None,
+    "hidden_dim": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "intermediate_dim": None,
+    "num_encoder_layers": 0,
+    "dropout": 0.1,
+    "modality_dropout": 0.0,
+    "image_size": 32,
+    "sequence_length": 16,
+    "audio_length": 4000,
+    "vocabulary": None,
+    "label_smoothing": 0.0,
+    "sampler": "greedy",
+    "learning_rate": 1e-3,
+}
+# The settings each component takes as they are.
+BACKBONE = ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "num_encoder_layers", "dropout",
+            "modality_dropout", "sequence_length")
+TASK = ("label_smoothing", "sampler")
+
+
+def build(**settings):
+    """A compiled `Captioner` from an entry's settings (see `SETTINGS`)."""
+    encoders, _ = build_encoders(settings["encoders"], settings["vocabulary"], settings["image_size"],
+                                 settings["sequence_length"])
+    tokenizer = tokenizer_for(settings["vocabulary"])
+    backbone = CaptionerBackbone(
+        encoders=encoders,
+        vocabulary_size=tokenizer.vocabulary_size(),
+        image_size=settings["image_size"] if "image" in encoders else None,
+        audio_length=settings["audio_length"] if "audio" in encoders else None,
+        **component(settings, BACKBONE),
+    )
+    preprocessor = CaptionerPreprocessor(
+        modalities=backbone.modalities,
+        tokenizer=tokenizer,
+        sequence_length=backbone.sequence_length,
+        image_size=backbone.image_size,
+        audio_length=backbone.audio_length,
+    )
+    model = Captioner(backbone, preprocessor=preprocessor, compile=False, **component(settings, TASK))
+    return compiled(model, settings["learning_rate"])
+
+
+# Each entry: its names (later ones are aliases), what it is, and its settings at full and tiny size.
+PRESETS = [
+    {
+        "names": ["captioner"],
+        "description": "CNN feature grid (8×8 tokens) → 2-layer causal transformer decoder with cross-attention; "
+        "KV-cached greedy/beam/top-k/top-p generation in one graph.",
+        "full": {"encoders": {"image": {"name": "cnn", "output_dim": 128, "filters": [32, 64]}}},
+        "tiny": {
+            "encoders": {"image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]}},
+            "hidden_dim": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+        },
+    },
+    {
+        "names": ["crossmodal_lm", "audio_visual_captioner"],
+        "description": "A language model whose decoder attends to image tokens, audio (log-mel) tokens or both, "
+        "whichever are present; modality dropout teaches it every subset.",
+        "full": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64]},
+                "audio": {"name": "log_mel", "output_dim": 128, "backend": "conv"},
+            },
+            "modality_dropout": 0.3,
+        },
+        "tiny": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]},
+                "audio": {"name": "log_mel", "output_dim": 16, "backend": "conv", "num_mel_bins": 16},
+            },
+            "hidden_dim": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+            "modality_dropout": 0.3,
+            "audio_length": 1600,
+        },
+    },
+]

@@ -1,0 +1,146 @@
+"""The multimodal classifier family's zoo entries and how an entry's settings become a model."""
+
+from kerasmm import data
+from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone
+from kerasmm.models.classifier.classifier_task import MultimodalClassifier
+from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
+from kerasmm.models.preset_parts import build_encoders, compiled, component
+
+# Every setting a classifier entry takes (`zoo.get` overrides are checked against these), with its default.
+SETTINGS = {
+    "task": "classification",
+    "encoders": None,
+    "fusion": None,
+    "image_size": 32,
+    "sequence_length": 16,
+    "audio_length": 4000,
+    "vocabulary": None,
+    "num_classes": None,
+    "class_names": None,
+    "hidden_dim": None,
+    "dropout": 0.1,
+    "learning_rate": 1e-3,
+}
+# The settings each component takes as they are.
+BACKBONE = ("fusion",)
+TASK = ("num_classes", "hidden_dim", "dropout", "class_names")
+
+
+def build(**settings):
+    """A compiled `MultimodalClassifier` from an entry's settings (see `SETTINGS`)."""
+    settings = dict(settings)
+    if settings["class_names"] is None and settings["num_classes"] is None:
+        settings["class_names"] = list(data.label_names(settings["task"]))
+    if settings["num_classes"] is None:
+        settings["num_classes"] = len(settings["class_names"])
+    encoders, tokenizer = build_encoders(settings["encoders"], settings["vocabulary"], settings["image_size"],
+                                         settings["sequence_length"])
+    backbone = MultimodalBackbone(
+        encoders=encoders,
+        image_size=settings["image_size"] if "image" in encoders else None,
+        sequence_length=settings["sequence_length"] if "text" in encoders else None,
+        audio_length=settings["audio_length"] if "audio" in encoders else None,
+        **component(settings, BACKBONE),
+    )
+    preprocessor = MultimodalPreprocessor(
+        modalities=backbone.modalities,
+        tokenizer=tokenizer,
+        sequence_length=backbone.sequence_length,
+        image_size=backbone.image_size,
+        audio_length=backbone.audio_length,
+    )
+    model = MultimodalClassifier(backbone=backbone, preprocessor=preprocessor, compile=False,
+                                 **component(settings, TASK))
+    return compiled(model, settings["learning_rate"])
+
+
+# Each entry: its names (later ones are aliases), what it is, and its settings at full and tiny size.
+PRESETS = [
+    {
+        "names": ["weighted_sum_classifier"],
+        "description": "Image (CNN) + text (transformer) fused by a learnable softmax-weighted sum: a·X_image + b·X_text.",
+        "full": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]},
+                "text": {"name": "text_transformer", "output_dim": 128, "num_layers": 2, "num_heads": 4},
+            },
+            "fusion": {"name": "weighted_sum"},
+            "hidden_dim": 128,
+        },
+        "tiny": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]},
+                "text": {"name": "text_transformer", "output_dim": 16, "num_layers": 1, "num_heads": 2},
+            },
+            "fusion": {"name": "weighted_sum"},
+            "sequence_length": 12,
+        },
+    },
+    {
+        "names": ["concat_classifier"],
+        "description": "BERT-style text encoder + CNN image encoder, concatenated, then an MLP head.",
+        "full": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]},
+                "text": {"name": "bert", "num_layers": 2, "num_heads": 4, "hidden_dim": 128, "intermediate_dim": 512},
+            },
+            "fusion": {"name": "concat"},
+            "hidden_dim": 128,
+        },
+        "tiny": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]},
+                "text": {"name": "bert", "num_layers": 1, "num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32},
+            },
+            "fusion": {"name": "concat"},
+            "sequence_length": 12,
+            "hidden_dim": 16,
+        },
+    },
+    {
+        "names": ["vqa_classifier"],
+        "description": "Question tokens attend to ViT image patches (cross-attention), pooled, then an answer classifier.",
+        "full": {
+            "task": "vqa",
+            "encoders": {
+                "image": {"name": "vit", "output_dim": 128, "patch_size": 8, "num_layers": 2, "num_heads": 4},
+                "text": {"name": "text_transformer", "output_dim": 128, "num_layers": 2, "num_heads": 4},
+            },
+            "fusion": {"name": "cross_attention", "query": "text", "context": "image", "num_heads": 4},
+            "hidden_dim": 128,
+        },
+        "tiny": {
+            "task": "vqa",
+            "encoders": {
+                "image": {"name": "vit", "output_dim": 16, "patch_size": 8, "num_layers": 1, "num_heads": 2},
+                "text": {"name": "text_transformer", "output_dim": 16, "num_layers": 1, "num_heads": 2},
+            },
+            "fusion": {"name": "cross_attention", "query": "text", "context": "image", "num_heads": 2},
+            "sequence_length": 12,
+        },
+    },
+    {
+        "names": ["audio_visual_classifier"],
+        "description": "Image (CNN) + audio (log-mel conv) + text (bag of words) fused by a gated multimodal unit "
+        "with modality dropout, so any subset of the three can be given.",
+        "full": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]},
+                "audio": {"name": "log_mel", "output_dim": 128, "backend": "conv"},
+                "text": {"name": "bow", "output_dim": 128},
+            },
+            "fusion": {"name": "gated", "output_dim": 128, "modality_dropout": 0.2},
+            "hidden_dim": 128,
+        },
+        "tiny": {
+            "encoders": {
+                "image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]},
+                "audio": {"name": "log_mel", "output_dim": 16, "backend": "conv", "num_mel_bins": 16},
+                "text": {"name": "bow", "output_dim": 16},
+            },
+            "fusion": {"name": "gated", "output_dim": 16, "modality_dropout": 0.2},
+            "sequence_length": 12,
+            "audio_length": 1600,
+        },
+    },
+]

@@ -1,0 +1,72 @@
+"""Shared base of kerasmm's task models (keras_hub `Task` + restorable compile + multi-worker fit)."""
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from kerasmm.backend_compat import MultiWorkerFitFix
+from kerasmm.data.model_ready import is_model_ready
+
+class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
+    """A keras_hub `Task` whose custom `compile` defaults survive a `.keras` round trip.
+
+    keras_hub tasks override `compile` to supply defaults, which makes Keras
+    skip restoring the saved compile settings (and the optimizer state) when a
+    `.keras` file is loaded. This base restores them.
+
+    It also makes `fit`, `evaluate` and `predict` work under
+    `tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585, see
+    `kerasmm.backend_compat.MultiWorkerFitFix`) and take a `tf.distribute.DistributedDataset` (e.g. from
+    `kerasmm.distribute.distribute_dataset`), whose batches go to the model
+    as they are: preprocess inside the dataset function.
+    """
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    # --- Model-ready input: skip keras_hub's preprocessing pipeline ---------
+    # keras_hub's `fit` maps the preprocessor over `x`, which a distributed
+    # dataset cannot take (it is not a `tf.data.Dataset`) and which a
+    # pipeline that already preprocessed must not get twice. Those go
+    # straight to `keras.Model`'s methods; everything else is unchanged.
+
+    def fit(self, x=None, *args, **kwargs):
+        if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
+            # Keras warns that its default shuffle=True does not apply to datasets (they shuffle themselves).
+            kwargs.setdefault("shuffle", False)
+        if not is_model_ready(x):
+            return super().fit(x, *args, **kwargs)
+        validation_data = kwargs.get("validation_data")
+        if validation_data is not None and not is_model_ready(validation_data):
+            if not isinstance(validation_data, tf.data.Dataset):
+                raise ValueError(
+                    "With model-ready training data (a distributed or kerasmm.distribute dataset), pass "
+                    "validation_data as a tf.data.Dataset of raw (features, targets) or as model-ready data "
+                    f"too; got {type(validation_data).__name__}."
+                )
+            kwargs["validation_data"] = validation_data.map(
+                self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE
+            ).prefetch(tf.data.AUTOTUNE)
+        return keras.Model.fit(self, x, *args, **kwargs)
+
+    @property
+    def evaluating(self):
+        """True while `evaluate` runs (and traces its test step): for evaluation-only metric work."""
+        return getattr(self, "_evaluating", False)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._evaluating = True
+        try:
+            if is_model_ready(x):
+                return keras.Model.evaluate(self, x, *args, **kwargs)
+            return super().evaluate(x, *args, **kwargs)
+        finally:
+            self._evaluating = False
+
+    def predict(self, x=None, *args, **kwargs):
+        if is_model_ready(x):
+            return keras.Model.predict(self, x, *args, **kwargs)
+        return super().predict(x, *args, **kwargs)
