@@ -82,12 +82,3 @@ def test_loss_falls_and_workers_agree_on_it(workers, run):
     assert mine["loss"][-1] < mine["loss"][0]
     np.testing.assert_allclose(mine["loss"], other["loss"], rtol=1e-6)  # logs are reduced over the workers
     np.testing.assert_allclose(mine["evaluate_loss"], other["evaluate_loss"], rtol=1e-6)
-
-
-def test_the_keras_hooks_the_fix_overrides_still_exist():
-    # kerasmm.models.task.ZooTask overrides these to fix keras#20585; a Keras
-    # that renames them would silently bring the bug back.
-    from keras.src.backend.tensorflow import trainer
-
-    assert callable(getattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build", None))
-    assert callable(getattr(trainer, "reduce_per_replica", None))
