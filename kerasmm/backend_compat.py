@@ -31,9 +31,6 @@ from keras.src.utils.io_utils import print_msg  # noqa: F401  (re-exported)
 # checkpoint must drop it from that list while keeping the others' timestamps, which the public
 # `tf.train.update_checkpoint_state` (TF1 only) cannot: it is not exported in TF 2.
 from tensorflow.python.checkpoint import checkpoint_management as _checkpoint_management
-# The registry of op definitions this process's TensorFlow knows: how export verification tells
-# core ops from other packages' custom ops in a SavedModel graph (no public lookup exists).
-from tensorflow.python.framework import op_def_registry as _op_def_registry
 
 
 def in_multi_worker_mode(strategy):
@@ -103,11 +100,6 @@ def update_checkpoint_list(directory, latest, paths, timestamps, last_preserved_
     _checkpoint_management.update_checkpoint_state_internal(
         directory, latest, paths, save_relative_paths=True, all_model_checkpoint_timestamps=timestamps,
         last_preserved_timestamp=last_preserved_timestamp)
-
-
-def is_registered_op(op_type):
-    """Whether this process's TensorFlow defines the op `op_type` (see the import's why)."""
-    return _op_def_registry.get(op_type) is not None
 
 
 # --- Portable slice updates while tracing an export ---------------------------------------------

@@ -32,7 +32,7 @@ Settings, `KEY=VALUE` (values are Python literals, else strings):
 shapes (what `kerasmm train --data` records in `recipe.json`): the data's
 class names and count for a label task, and a WordPiece vocabulary trained
 on the data's texts when the embedded shapes vocabulary would leave words
-of them unknown. See `DATA_FITTED`.
+of them unknown. See `DATA_FITTED`; `kerasmm.data.fitting` reads the data for it.
 
 Example:
 ```python
@@ -54,7 +54,7 @@ import os
 import runpy
 
 from kerasmm import data, zoo
-from kerasmm.data import pipeline
+from kerasmm.data import fitting, pipeline
 
 ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 RECIPE_FILE = "recipe.py"
@@ -373,7 +373,7 @@ class Recipe:
             return {"class_names": names, "num_classes": len(names)}, [note]
         if given_names is not None:
             count = len(given_names)
-        largest = _largest_label(self.data)
+        largest = fitting.largest_integer_label(self.data)
         if count is None and largest is None:
             raise ValueError(f"The data ({self.data['reader']}) have integer labels and no class names, so the class "
                              "count is unknown: set it with --set model.num_classes=N (the largest label + 1).")
@@ -393,12 +393,12 @@ class Recipe:
         kept = (previous or {}).get("model", {}).get("vocabulary")
         if isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data:
             return kept, f"Vocabulary: the run's own, {len(kept)} WordPiece tokens trained on its data"
-        texts = _texts_from_files(self.data)
+        texts = fitting.texts_in_files(self.data)
         if texts is None:
-            texts = _texts_of(dataset)
+            texts = fitting.texts_in_dataset(dataset)
         if not texts:
             return None, None
-        unknown, total = _unknown_tokens(texts, data.shapes_vocabulary())
+        unknown, total = fitting.count_unknown_tokens(texts, data.shapes_vocabulary())
         if not unknown:
             return None, None
         vocabulary = data.train_vocabulary(texts, size=VOCABULARY_SIZE)
@@ -455,74 +455,6 @@ def _quiet_readers():
         yield
     finally:
         logger.setLevel(level)
-
-
-def _manifest_rows(path):
-    """The rows of a manifest that parse, as `kerasmm.data.from_manifest` parses them (files unchecked)."""
-    from kerasmm.data import manifest
-    from kerasmm.data.record_table import read_without_bom
-
-    lines = [(n, raw.decode("utf-8", "replace"), None)
-             for n, raw in enumerate(read_without_bom(path).splitlines(), start=1) if raw.strip()]
-    rows = manifest._csv_rows(path, lines) if path.lower().endswith(".csv") else manifest._jsonl_rows(lines)
-    return [row for _, row, reason in rows if reason is None]
-
-
-def _largest_label(spec):
-    """The largest integer label of the data in `spec`, where it shows without decoding them (manifests), or None."""
-    if spec["reader"] != "manifest":
-        return None
-    labels = [row["label"] for row in _manifest_rows(spec["path"]) if "label" in row]
-    numbers = [int(v) for v in labels if isinstance(v, int) or (isinstance(v, str) and v.isdecimal())]
-    return max(numbers) if numbers and len(numbers) == len(labels) else None
-
-
-def _texts_from_files(spec):
-    """The texts of the data in `spec` read from its text files (COCO annotations, a manifest, caption files),
-    or None where only reading the dataset (decoding its images) gives them."""
-    from kerasmm.data.coco import load_coco_json
-    from kerasmm.data.record_table import check_text
-
-    reader = spec["reader"]
-    if reader == "coco":
-        annotations = load_coco_json(spec["annotations_json"])["annotations"]
-        raw = [a.get("caption") for a in annotations if isinstance(a, dict)]
-    elif reader == "manifest":
-        raw = [row.get("text") for row in _manifest_rows(spec["path"])]
-    elif reader == "folder":
-        raw = []
-        for folder, _, files in os.walk(spec["root"]):
-            for name in sorted(f for f in files if f.lower().endswith(".txt")):
-                with open(os.path.join(folder, name), "rb") as f:
-                    raw.append(f.readline().rstrip(b"\r\n"))
-    else:
-        return None
-    texts = [check_text(t)[0] for t in raw if t is not None]
-    return [t for t in texts if t]
-
-
-def _texts_of(dataset):
-    """Every text of a `(features, targets)` dataset: `features["text"]` and string targets."""
-    import tensorflow as tf
-
-    features, targets = dataset.element_spec
-    if "text" not in features and targets.dtype != tf.string:
-        return []  # without reading (decoding) the data
-    texts = []
-    for features, targets in dataset:
-        if isinstance(features, dict) and "text" in features:
-            texts += [t.decode("utf-8") for t in features["text"].numpy()]
-        if targets.dtype == tf.string:
-            texts += [t.decode("utf-8") for t in targets.numpy()]
-    return texts
-
-
-def _unknown_tokens(texts, vocabulary):
-    """`(unknown, total)`: how many WordPiece tokens of `texts` `vocabulary` lacks, of how many."""
-    from kerasmm.data.text import tokenizer
-
-    ids = [int(i) for row in tokenizer(vocabulary).tokenize(texts) for i in row]  # lists or a RaggedTensor
-    return ids.count(vocabulary.index("[UNK]")), len(ids)
 
 
 def _check_count(name, value):

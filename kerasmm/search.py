@@ -28,24 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from kerasmm import validation
 from kerasmm.data import errors
 from kerasmm.version import __version__
 
 INDEX_FORMAT = "kerasmm.search.Index"
 INDEX_FORMAT_VERSION = 1
 _DECODE_THREADS = min(8, os.cpu_count() or 1)
-
-
-def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int (the number of matches per query), got {k!r}.")
-    return int(k)
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return int(batch_size)
 
 
 def _check_image_model(model):
@@ -114,9 +103,9 @@ def _load_image_file(path, image_size, policy):
     """
     import tensorflow as tf
 
-    from kerasmm.data import image_ops
+    from kerasmm.data import image_header, image_ops
 
-    reason = image_ops.check_image(path)
+    reason = image_header.check_image(path)
     if reason is not None:
         return None, reason
     try:
@@ -218,7 +207,7 @@ class Index:
         ```
         """
         _check_image_model(model)
-        batch_size = _check_batch_size(batch_size)
+        batch_size = validation.positive_int("batch_size", batch_size)
         errors.check_on_error(on_error)
         if (images is None) == (paths is None):
             raise ValueError("Give exactly one of images= (an array of images) or paths= (image files).")
@@ -287,7 +276,7 @@ class Index:
         index.search(np.eye(4, dtype="float32")[:1], k=2)   # [[(0, 1.0), (1, 0.0)]]
         ```
         """
-        k = _check_k(k)
+        k = validation.positive_int("k", k)
         queries = np.asarray(query_embeddings, dtype=np.float32)
         if queries.ndim == 1 and queries.size:
             queries = queries[None]
@@ -332,7 +321,7 @@ class Index:
         ```
         """
         _check_image_model(model)
-        k = _check_k(k)
+        k = validation.positive_int("k", k)
         queries = [queries] if isinstance(queries, str) else list(queries)
         if not queries:
             raise ValueError("No queries: give at least one query string.")
@@ -358,7 +347,7 @@ class Index:
         ```
         """
         _check_image_model(model)
-        k = _check_k(k)
+        k = validation.positive_int("k", k)
         images = np.asarray(images)
         if images.size == 0 or len(images) == 0:
             raise ValueError("No query images: give at least one image.")
@@ -447,13 +436,13 @@ _THUMBNAIL = 256  # longest side, in pixels, of the images drawn
 
 
 def _thumbnail(item):
-    from kerasmm.data import image_ops
+    from kerasmm.data import image_header, image_ops
 
     if isinstance(item, (str, os.PathLike)):
         import tensorflow as tf
 
         path = os.fspath(item)
-        reason = image_ops.check_image(path)
+        reason = image_header.check_image(path)
         if reason is not None:
             raise ValueError(f"Cannot draw {path}: {reason}.")
         with open(path, "rb") as f:
@@ -497,8 +486,7 @@ def contact_sheet(paths_or_images, captions, path, columns=5):
         raise ValueError("Nothing to draw: no images for the contact sheet.")
     if len(captions) != len(items):
         raise ValueError(f"Got {len(captions)} captions for {len(items)} images; give one caption per image.")
-    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
-        raise ValueError(f"columns must be a positive int, got {columns!r}.")
+    validation.positive_int("columns", columns)
     thumbnails = [_thumbnail(item) for item in items]
 
     columns = min(int(columns), len(items))

@@ -40,11 +40,6 @@ def test_checkpoint_list_is_rewritten_as_the_manager_writes_it(tmp_path):
     assert list(state.all_model_checkpoint_timestamps) == stamps[:2]
 
 
-def test_op_registry_tells_core_ops_from_unknown_ones():
-    assert backend_compat.is_registered_op("MatMul")
-    assert not backend_compat.is_registered_op("NoSuchKerasmmOp")
-
-
 def test_mirrored_strategies_still_answer_whether_they_span_workers():
     from tensorflow.python.distribute.collective_all_reduce_strategy import CollectiveAllReduceExtended
 

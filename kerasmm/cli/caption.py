@@ -11,7 +11,7 @@ model that also takes audio, `caption_image`) captions the raw file bytes
 needed to run it. `--scores` adds each caption's mean token log-probability
 as a third column.
 
-Every file is checked before the model loads (`kerasmm.data.image_ops.check_image`:
+Every file is checked before the model loads (`kerasmm.data.image_header.check_image`:
 missing, damaged or truncated files, images over the pixel limit). With
 `--on-error raise` (the default) the first bad file stops the command with
 one line naming it and the reason (a file the check refuses, before
@@ -97,7 +97,7 @@ def load(path):
 
 def check_files(paths):
     """`(path, reason)` of each file that cannot be captioned, found without the model."""
-    from kerasmm.data.image_ops import check_image
+    from kerasmm.data.image_header import check_image
 
     bad = []
     for path in paths:

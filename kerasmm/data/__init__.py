@@ -32,7 +32,7 @@ from kerasmm.data.shapes_data import (  # noqa: F401
     shapes_arrays,
     shapes_vocabulary,
 )
-from kerasmm.data import audio_ops, image_ops  # noqa: E402,F401
+from kerasmm.data import audio_ops, image_header, image_ops  # noqa: E402,F401
 from kerasmm.data.coco import from_coco  # noqa: E402,F401
 from kerasmm.data.errors import BadRecordError, SkippedRecords  # noqa: E402,F401
 from kerasmm.data.folder import from_folder  # noqa: E402,F401

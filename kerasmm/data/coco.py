@@ -4,6 +4,7 @@ import collections
 import json
 import os
 
+from kerasmm import validation
 from kerasmm.data.record_table import RecordTable, check_text, read_without_bom, resolve_path, same_file_key
 
 CAPTION_MODES = ("sample", "all")
@@ -173,8 +174,7 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     if target == "image_id":
         if captions != "all":
             raise ValueError("target='image_id' pairs each caption with its image id: use captions='all'.")
-    if captions not in CAPTION_MODES:
-        raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}.")
+    validation.one_of("captions", captions, CAPTION_MODES)
     data = load_coco_json(annotations_json)
     names = _categories(data, annotations_json)
     table = RecordTable(f"from_coco({annotations_json})", on_error)

@@ -18,6 +18,8 @@ len(skipped)  # 1
 
 import logging
 
+from kerasmm import validation
+
 ON_ERROR = ("raise", "skip")
 logger = logging.getLogger("kerasmm.data")
 
@@ -64,9 +66,7 @@ class SkippedRecords:
 
 
 def check_on_error(on_error):
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}.")
-    return on_error
+    return validation.one_of("on_error", on_error, ON_ERROR)
 
 
 def bad_record(on_error, skipped, source, reason):

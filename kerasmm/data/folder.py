@@ -27,7 +27,7 @@ def from_folder(root, target=None, on_error="raise", **pipeline_kwargs):
     in `root` are ignored; otherwise the images are unlabelled. A `NAME.txt`
     beside an image holds its caption (first line); a `NAME.wav` its audio.
     Once any image has a caption (or audio), every image needs one: an image
-    without is a bad record, and so is an image `image_ops.check_image`
+    without is a bad record, and so is an image `image_header.check_image`
     refuses (corrupt, truncated, too large, an animated WebP).
 
     Yields batched `(features, targets)`: features `"image"` (uint8) plus

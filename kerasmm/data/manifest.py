@@ -103,6 +103,35 @@ def _csv_rows(path, lines):
         yield number, {k: v for k, v in zip(header, values) if v != ""}, None
 
 
+def read_rows(path):
+    """`(line number, row, reason)` for each non-blank line of a manifest, parsed as `from_manifest` parses it.
+
+    A CSV manifest (`path` ending in `.csv`) gives its header's columns, a
+    JSONL one each line's object. `row` is the line's fields as a dict (JSON
+    values, or CSV strings with empty fields left out) and `reason` None; or
+    `row` is None and `reason` says why the line does not parse (not UTF-8,
+    malformed, a field not in `COLUMNS` or named twice). Field types and the
+    files rows name are not checked. A generator: a CSV header naming an
+    unknown column or one twice raises ValueError when iteration starts. A
+    leading UTF-8 byte-order mark is dropped.
+
+    Example:
+    ```python
+    from kerasmm.data import manifest
+    good = [row for _, row, reason in manifest.read_rows("train.jsonl") if reason is None]
+    ```
+    """
+    lines = []  # (line number, text or None, reason or None) of the non-blank lines
+    for number, raw in enumerate(read_without_bom(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            lines.append((number, raw.decode("utf-8"), None))
+        except UnicodeDecodeError:
+            lines.append((number, None, "line is not valid UTF-8"))
+    yield from _csv_rows(path, lines) if os.path.splitext(path)[1].lower() == ".csv" else _jsonl_rows(lines)
+
+
 def _json_type(value):
     if value is None:
         return "null"
@@ -212,17 +241,8 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
         raise ValueError(f"from_manifest: no manifest file {path!r}.")
     base = os.path.dirname(os.path.abspath(path))
     table = RecordTable(f"from_manifest({path})", on_error)
-    lines = []  # (line number, text or None, reason or None) of the non-blank lines
-    for number, raw in enumerate(read_without_bom(path).splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            lines.append((number, raw.decode("utf-8"), None))
-        except UnicodeDecodeError:
-            lines.append((number, None, "line is not valid UTF-8"))
-    rows = _csv_rows(path, lines) if extension == ".csv" else _jsonl_rows(lines)
     kept = []
-    for number, row, reason in rows:
+    for number, row, reason in read_rows(path):
         if reason:
             table.bad(f"{path}:{number}", reason)
             continue

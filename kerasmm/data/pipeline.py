@@ -19,6 +19,7 @@ ds = pipeline.build({"text": ["a red circle", "a blue square"], "label": [0, 1]}
 
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.data import audio_ops, image_ops
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -64,14 +65,12 @@ def build(
         input_context: a `tf.distribute.InputContext`; each input pipeline
             then reads its own shard of the records.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
+    validation.one_of("target", target, TARGETS)
     if target == "label" and "label" not in columns:
         raise ValueError("target='label' needs labelled records; these records have no labels.")
     if target == "text" and not ({"text", "captions"} & set(columns)):
         raise ValueError("target='text' needs captions; these records have none.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch_size = validation.positive_int("batch_size", batch_size)
     num_records = len(next(iter(columns.values())))
     if num_records == 0:
         raise ValueError("No usable records: nothing to read.")

@@ -2,7 +2,7 @@
 
 import os
 
-from kerasmm.data import audio_ops, errors, image_ops, pipeline
+from kerasmm.data import audio_ops, errors, image_header, pipeline
 
 FIELDS = ("image", "audio", "text", "captions", "label")
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -92,7 +92,7 @@ class RecordTable:
 
     def _problem(self, fields):
         if "image" in fields:
-            reason = image_ops.check_image(fields["image"])
+            reason = image_header.check_image(fields["image"])
             if reason:
                 return f"image {fields['image']}: {reason}"
         if "audio" in fields:

@@ -45,6 +45,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange")
 COLOR_RGB = (
@@ -87,21 +89,6 @@ class _Scenes(NamedTuple):
 
 
 # ----------------------------------------------------------------- validation
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {choices}.")
-
-
-def _check_integer_at_least(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-
-
-def _check_probability(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}.")
 
 
 def _check_audio(audio_rate, audio_seconds):
@@ -302,17 +289,17 @@ def shapes_arrays(
     print(features["text"][0], "->", label_names("vqa")[labels[0]])
     ```
     """
-    _check_integer_at_least("num_examples", num_examples, 1)
-    _check_integer_at_least("image_size", image_size, _MIN_IMAGE_SIZE)
-    _check_choice("task", task, TASKS)
-    _check_choice("split", split, SPLITS)
-    _check_integer_at_least("seed", seed, 0)
+    validation.positive_int("num_examples", num_examples)
+    validation.int_at_least("image_size", image_size, _MIN_IMAGE_SIZE)
+    validation.one_of("task", task, TASKS)
+    validation.one_of("split", split, SPLITS)
+    validation.non_negative_int("seed", seed)
     for name, value in (
         ("caption_dropout", caption_dropout),
         ("second_shape_prob", second_shape_prob),
         ("audio_dropout", audio_dropout),
     ):
-        _check_probability(name, value)
+        validation.probability(name, value)
     _check_audio(audio_rate, audio_seconds)
 
     split_index = SPLITS.index(split)
@@ -362,7 +349,7 @@ def shapes(
     images, captions = next(iter(ds))  # [10, 32, 32, 3] uint8, [10] tf.string
     ```
     """
-    _check_integer_at_least("batch_size", batch_size, 1)
+    validation.positive_int("batch_size", batch_size)
     features, targets = shapes_arrays(
         num_examples=num_examples,
         image_size=image_size,
@@ -415,7 +402,7 @@ def label_names(task):
     assert label_names("classification") == ("circle", "square", "triangle", "diamond")
     ```
     """
-    _check_choice("task", task, TASKS)
+    validation.one_of("task", task, TASKS)
     if task == "captioning":
         raise ValueError("Task 'captioning' has caption strings as targets, not class names.")
     return SHAPES if task == "classification" else ANSWERS

@@ -26,6 +26,8 @@ import os
 import keras_hub
 import tensorflow as tf
 
+from kerasmm import validation
+
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 _BATCH = 1024
 
@@ -46,8 +48,7 @@ def train_vocabulary(source, size=8000, lowercase=True, reserved_tokens=RESERVED
     vocab[:4]   # ['[PAD]', '[UNK]', '[START]', '[END]']
     ```
     """
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ValueError(f"size must be an int, got {size!r}.")
+    size = validation.positive_int("size", size)
     reserved = [str(t) for t in reserved_tokens]
     if not reserved or reserved[0] != "[PAD]" or "[UNK]" not in reserved:
         raise ValueError(
@@ -172,10 +173,7 @@ def tokenizer(vocabulary, sequence_length=None, lowercase=True):
     vocabulary = [str(t) for t in vocabulary]
     if "[UNK]" not in vocabulary:
         raise ValueError("tokenizer: the vocabulary needs '[UNK]' (the token for unknown words).")
-    if sequence_length is not None and (
-        isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1
-    ):
-        raise ValueError(f"sequence_length must be a positive int or None, got {sequence_length!r}.")
+    sequence_length = validation.positive_int("sequence_length", sequence_length, allow_none=True)
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary, sequence_length=sequence_length, lowercase=lowercase, oov_token="[UNK]"
     )

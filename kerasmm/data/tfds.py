@@ -26,7 +26,8 @@ Two configs: `captions` (default: image, captions, image_id) and `labelled`
 Bad records met while preparing (an annotation whose image_id has no image,
 an empty or non-UTF-8 caption, a missing or broken image file, found by its
 header or, for damage past the header, by one decoding pass over the images,
-an image without `category_id` in the `labelled` config) follow the bad-record policy
+an image without `category_id` in the `labelled` config, or whose `category_id`
+or `file_name` is of the wrong type) follow the bad-record policy
 of `kerasmm.data.errors` through the builder's `on_error` argument: "raise"
 (the default) stops preparing with a `BadRecordError` and leaves nothing
 prepared; "skip" drops exactly the bad records, logs a warning with the
@@ -56,7 +57,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
-from kerasmm.data import errors, image_ops, pipeline, tfrecord
+from kerasmm.data import errors, image_header, image_ops, pipeline, tfrecord
 from kerasmm.data.coco import CAPTION_MODES, load_coco_json
 from kerasmm.data.record_table import check_text, resolve_path
 
@@ -202,13 +203,18 @@ def annotation_files(manual_dir):
 
 def _categories(parsed, files):
     """Class names and `category_id -> index`, shared by all splits (as `from_coco` numbers them)."""
-    names, used = {}, set()
+    names, used, labelled = {}, set(), False
     for split, data in parsed.items():
-        for category in data.get("categories") or []:
+        for i, category in enumerate(data.get("categories") or []):
             if isinstance(category, dict) and "id" in category:
+                if not _is_id(category["id"]):  # it names every label: an error whatever on_error
+                    raise ValueError(f"{LOCAL_COCO}/labelled: {files[split][0]}: categories[{i}] needs an integer "
+                                     f"or string 'id', got {category['id']!r:.80}.")
                 names[category["id"]] = str(category.get("name", category["id"]))
-        used |= {image["category_id"] for image in data["images"] if isinstance(image, dict) and "category_id" in image}
-    if not used:
+        found = [image["category_id"] for image in data["images"] if isinstance(image, dict) and "category_id" in image]
+        labelled = labelled or bool(found)
+        used |= {c for c in found if _is_id(c)}  # an image with another category_id is a bad record (_examples)
+    if not labelled:
         paths = ", ".join(path for path, _ in files.values())
         raise ValueError(
             f"{LOCAL_COCO}/labelled: no image in {paths} has a 'category_id'; use the 'captions' config."
@@ -219,6 +225,11 @@ def _categories(parsed, files):
     if duplicates:
         raise ValueError(f"{LOCAL_COCO}/labelled: categories share the names {duplicates}; class names must be unique.")
     return class_names, {category: index for index, category in enumerate(ids)}
+
+
+def _is_id(value):
+    """Whether `value` can be an image or category id: an integer or a string (not a list, an object, a bool)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def _examples(data, path, image_dir, label_of, on_error, skipped):
@@ -232,8 +243,14 @@ def _examples(data, path, image_dir, label_of, on_error, skipped):
             errors.bad_record(on_error, skipped, source, f"image id must be an integer, got {image['id']!r}")
         elif image["id"] in images:
             errors.bad_record(on_error, skipped, source, f"duplicate image id {image['id']}")
+        elif not isinstance(image["file_name"], str) or not image["file_name"]:
+            errors.bad_record(on_error, skipped, source,
+                              f"file_name must be a non-empty string, got {image['file_name']!r:.80}")
         elif label_of is not None and "category_id" not in image:
             errors.bad_record(on_error, skipped, source, "no 'category_id' (the labelled config needs one)")
+        elif label_of is not None and not _is_id(image["category_id"]):
+            errors.bad_record(on_error, skipped, source,
+                              f"category_id must be an integer or a string, got {image['category_id']!r:.80}")
         else:
             images[image["id"]] = image
     captions = collections.defaultdict(list)
@@ -241,7 +258,7 @@ def _examples(data, path, image_dir, label_of, on_error, skipped):
         source = f"{path}: annotation {annotation.get('id', i) if isinstance(annotation, dict) else i}"
         if not isinstance(annotation, dict) or "image_id" not in annotation or "caption" not in annotation:
             errors.bad_record(on_error, skipped, source, "needs 'image_id' and 'caption'")
-        elif annotation["image_id"] not in images:
+        elif not _is_id(annotation["image_id"]) or annotation["image_id"] not in images:
             errors.bad_record(on_error, skipped, source, f"image_id {annotation['image_id']!r} has no image")
         else:
             caption, reason = check_text(annotation["caption"])
@@ -253,7 +270,7 @@ def _examples(data, path, image_dir, label_of, on_error, skipped):
     for image_id, texts in captions.items():
         image = images[image_id]
         file = resolve_path(image_dir, image["file_name"])
-        reason = image_ops.check_image(file)
+        reason = image_header.check_image(file)
         if reason:
             errors.bad_record(on_error, skipped, f"{path}: image {image_id}", f"image {file}: {reason}")
             continue

@@ -47,6 +47,7 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.data import errors, pipeline
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -89,8 +90,7 @@ def to_tfrecord(dataset, prefix, num_shards=4, compression=None):
     # ['/tmp/caps-00000-of-00002.tfrecord', '/tmp/caps-00001-of-00002.tfrecord']
     ```
     """
-    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"num_shards must be an int >= 1, got {num_shards!r}.")
+    num_shards = validation.positive_int("num_shards", num_shards)
     compression = _check_compression(compression)
     if not isinstance(prefix, (str, os.PathLike)) or not os.fspath(prefix):
         raise ValueError(f"prefix must be a non-empty path, got {prefix!r}.")
@@ -267,8 +267,7 @@ def from_tfrecord(
     ```
     """
     errors.check_on_error(on_error)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch_size = validation.positive_int("batch_size", batch_size)
     paths = _match(pattern)
     if schema is not None:
         schema_path = os.fspath(schema)

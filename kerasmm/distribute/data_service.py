@@ -47,6 +47,7 @@ import re
 
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.data.model_ready import mark_model_ready
 
 PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
@@ -74,8 +75,7 @@ class LocalDataService:
     """
 
     def __init__(self, num_workers=2, port=0):
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}.")
+        validation.positive_int("num_workers", num_workers)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in [0, 65535] (0: any free port), got {port!r}.")
         service = tf.data.experimental.service
@@ -167,8 +167,7 @@ def distribute_on_service(dataset, service, preprocessor=None, processing_mode="
         raise ValueError(f"job_name must be a non-empty str or None, got {job_name!r}.")
     if preprocessor is not None and not callable(preprocessor):
         raise ValueError(f"preprocessor must be callable (the model's preprocessor) or None, got {preprocessor!r}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    validation.positive_int("batch_size", batch_size, allow_none=True)
     if "://" not in service:
         service = "grpc://" + service
 

@@ -48,22 +48,11 @@ model.fit(dataset, epochs=2)
 ```
 """
 
-import numbers
-
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.backend_compat import in_multi_worker_mode  # noqa: F401 (re-exported)
 from kerasmm.data.model_ready import mark_model_ready
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
-
-def _check_positive_number(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
 
 def per_replica_batch_size(strategy, global_batch_size):
@@ -78,7 +67,7 @@ def per_replica_batch_size(strategy, global_batch_size):
     per_replica_batch_size(tf.distribute.get_strategy(), 32)   # 32 on one device
     ```
     """
-    _check_positive_int("global_batch_size", global_batch_size)
+    global_batch_size = validation.positive_int("global_batch_size", global_batch_size)
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
         raise ValueError(
@@ -101,10 +90,10 @@ def scaled_learning_rate(base_learning_rate, base_batch_size, global_batch_size)
     scaled_learning_rate(1e-3, base_batch_size=256, global_batch_size=1024)   # 4e-3
     ```
     """
-    _check_positive_number("base_learning_rate", base_learning_rate)
-    _check_positive_int("base_batch_size", base_batch_size)
-    _check_positive_int("global_batch_size", global_batch_size)
-    return float(base_learning_rate) * global_batch_size / base_batch_size
+    base_learning_rate = validation.positive_number("base_learning_rate", base_learning_rate)
+    base_batch_size = validation.positive_int("base_batch_size", base_batch_size)
+    global_batch_size = validation.positive_int("global_batch_size", global_batch_size)
+    return base_learning_rate * global_batch_size / base_batch_size
 
 
 def distribute_dataset(strategy, dataset_fn, global_batch_size, preprocessor=None, shard=True,

@@ -33,13 +33,13 @@ kerasmm.distribute.fit_resumable(model, dataset, epochs=2, directory=directory, 
 import functools
 import logging
 import math
-import numbers
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.backend_compat import print_msg
 from kerasmm.distribute.checkpointing import CheckpointStore
 from kerasmm.distribute.owned_input import OwnedBatches, OwnedBatchesAdapter
@@ -160,23 +160,17 @@ def _check_arguments(model, dataset, epochs, steps_per_epoch, save_every, keep, 
     if not isinstance(dataset, tf.data.Dataset):
         raise ValueError(f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}: its passes are what "
                          "a checkpoint resumes from.")
-    _check_count("epochs", epochs)
-    _check_count("save_every", save_every)
-    if steps_per_epoch is not None:
-        _check_count("steps_per_epoch", steps_per_epoch)
-    if keep is not None:
-        _check_count("keep", keep)
+    validation.int_at_least("epochs", epochs, 1)
+    validation.int_at_least("save_every", save_every, 1)
+    for name, value in (("steps_per_epoch", steps_per_epoch), ("keep", keep)):
+        if value is not None:
+            validation.int_at_least(name, value, 1)
     if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
         raise ValueError(f"directory must be a path, got {directory!r}.")
     given = [name for name in _DATA_ARGUMENTS if name in fit_kwargs]
     if given:
         raise ValueError(f"fit_resumable owns the data and the epoch count; drop {', '.join(given)} "
                          "(shuffle, batch and weight inside the dataset).")
-
-
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
 
 
 def _steps_per_epoch(dataset, steps_per_epoch, model):

@@ -8,16 +8,11 @@ import keras_hub
 import tensorflow as tf
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
+from kerasmm.encoders.base import Encoder
 
 BACKENDS = ("conv", "transformer")
-
-
-def _number(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}.")
-    return float(value)
 
 
 @register("log_mel")
@@ -99,18 +94,16 @@ class LogMelAudioEncoder(Encoder):
         owner = type(self).__name__
         if backend not in BACKENDS:
             raise ValueError(f"{owner}: backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}.")
-        check_positive_int(owner, "sample_rate", sample_rate)
-        check_positive_int(owner, "frame_length", frame_length)
-        check_positive_int(owner, "frame_step", frame_step)
-        check_positive_int(owner, "fft_length", fft_length)
+        for arg, value in (("sample_rate", sample_rate), ("frame_length", frame_length), ("frame_step", frame_step),
+                           ("fft_length", fft_length), ("num_mel_bins", num_mel_bins), ("num_layers", num_layers)):
+            validation.positive_int(f"{owner}: {arg}", value)
+        validation.positive_int(f"{owner}: max_frames", max_frames, allow_none=True)
         if fft_length < frame_length:
             raise ValueError(f"{owner}: fft_length ({fft_length}) must be >= frame_length ({frame_length}).")
-        check_positive_int(owner, "num_mel_bins", num_mel_bins)
-        check_positive_int(owner, "num_layers", num_layers)
-        check_positive_int(owner, "max_frames", max_frames, allow_none=True)
         nyquist = sample_rate / 2.0
-        lower = _number(owner, "lower_edge_hertz", lower_edge_hertz)
-        upper = nyquist if upper_edge_hertz is None else _number(owner, "upper_edge_hertz", upper_edge_hertz)
+        lower = validation.non_negative_number(f"{owner}: lower_edge_hertz", lower_edge_hertz)
+        upper = nyquist if upper_edge_hertz is None else validation.positive_number(
+            f"{owner}: upper_edge_hertz", upper_edge_hertz)
         if upper > nyquist:
             raise ValueError(
                 f"{owner}: upper_edge_hertz ({upper}) is above the Nyquist frequency "
@@ -121,7 +114,7 @@ class LogMelAudioEncoder(Encoder):
                 f"{owner}: need 0 <= lower_edge_hertz < upper_edge_hertz; got {lower} and {upper}."
             )
         if backend == "transformer":
-            check_positive_int(owner, "num_heads", num_heads)
+            validation.positive_int(f"{owner}: num_heads", num_heads)
             if output_dim % num_heads:
                 raise ValueError(f"{owner}: output_dim ({output_dim}) must be divisible by num_heads ({num_heads}).")
             if max_frames is None:
@@ -129,9 +122,8 @@ class LogMelAudioEncoder(Encoder):
                     f"{owner}: backend='transformer' needs max_frames (its position table size); "
                     f"S samples give 1 + (S - {frame_length}) // {frame_step} frames."
                 )
-        check_dropout(owner, dropout)
-        if _number(owner, "log_epsilon", log_epsilon) <= 0:
-            raise ValueError(f"{owner}: log_epsilon must be > 0, got {log_epsilon!r}.")
+        validation.rate(f"{owner}: dropout", dropout)
+        validation.positive_number(f"{owner}: log_epsilon", log_epsilon)
 
         self.sample_rate = sample_rate
         self.frame_length = frame_length

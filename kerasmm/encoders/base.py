@@ -2,24 +2,10 @@
 
 import keras
 
+from kerasmm import validation
+
 _DTYPE_KINDS = {"float": ("float16", "bfloat16", "float32", "float64"),
                 "int": ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")}
-
-
-def check_positive_int(owner, name, value, allow_none=False):
-    """`value` if it is a positive int (or None when allowed), else a ValueError naming `owner`."""
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}.")
-    return value
-
-
-def check_dropout(owner, value):
-    """`value` as a float if it is a rate in [0, 1), else a ValueError naming `owner`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: dropout must be a float in [0, 1), got {value!r}.")
-    return float(value)
 
 
 class Encoder(keras.layers.Layer):
@@ -45,9 +31,7 @@ class Encoder(keras.layers.Layer):
 
     def __init__(self, output_dim, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(output_dim, int) or output_dim <= 0:
-            raise ValueError(f"{type(self).__name__}: output_dim must be a positive int, got {output_dim!r}.")
-        self.output_dim = output_dim
+        self.output_dim = validation.positive_int(f"{type(self).__name__}: output_dim", output_dim)
 
     def __call__(self, inputs, *args, **kwargs):
         self._check_input(inputs)

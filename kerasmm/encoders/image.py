@@ -23,8 +23,9 @@ import keras
 from keras import ops
 from keras_hub.layers import PositionEmbedding, TransformerEncoder
 
+from kerasmm import validation
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
+from kerasmm.encoders.base import Encoder
 
 _IMAGE_DESCRIPTION = "float images [batch, height, width, 3] with values in [0, 1]"
 
@@ -96,18 +97,9 @@ class CNNImageEncoder(_ImageEncoder):
     def __init__(self, output_dim, filters=(32, 64, 128), dropout=0.0, pooling="max", **kwargs):
         super().__init__(output_dim=output_dim, **kwargs)
         name = type(self).__name__
-        if pooling not in POOLINGS:
-            raise ValueError(f"{name}: pooling must be one of {POOLINGS}, got {pooling!r}.")
-        self.pooling = pooling
-        if isinstance(filters, (str, bytes)) or not hasattr(filters, "__iter__"):
-            raise ValueError(f"{name}: filters must be a list of positive ints, got {filters!r}.")
-        filters = list(filters)
-        if not filters:
-            raise ValueError(f"{name}: filters must name at least one stage, got {filters!r}.")
-        for f in filters:
-            check_positive_int(name, "each entry of filters", f)
-        self.filters = filters
-        self.dropout = check_dropout(name, dropout)
+        self.pooling = validation.one_of(f"{name}: pooling", pooling, POOLINGS)
+        self.filters = filters = validation.positive_ints(f"{name}: filters", filters)
+        self.dropout = validation.rate(f"{name}: dropout", dropout)
 
         self.convs = []
         self.norms = []
@@ -197,30 +189,29 @@ class ViTImageEncoder(_ImageEncoder):
         if isinstance(image_size, (list, tuple)):
             if len(image_size) != 2:
                 raise ValueError(f"{name}: image_size must be an int or (height, width), got {image_size!r}.")
-            height, width = (check_positive_int(name, "image_size", s) for s in image_size)
+            height, width = (validation.positive_int(f"{name}: image_size", s) for s in image_size)
             image_size = (height, width)
         else:
-            height = width = check_positive_int(name, "image_size", image_size)
-        check_positive_int(name, "patch_size", patch_size)
+            height = width = validation.positive_int(f"{name}: image_size", image_size)
+        patch_size = validation.positive_int(f"{name}: patch_size", patch_size)
         if height % patch_size or width % patch_size:
             raise ValueError(
                 f"{name}: image_size {height}x{width} is not divisible by patch_size={patch_size}; "
                 f"choose a patch_size that divides both sides (or resize the images)."
             )
-        check_positive_int(name, "num_layers", num_layers)
-        check_positive_int(name, "num_heads", num_heads)
+        num_layers = validation.positive_int(f"{name}: num_layers", num_layers)
+        num_heads = validation.positive_int(f"{name}: num_heads", num_heads)
         if output_dim % num_heads:
             raise ValueError(
                 f"{name}: output_dim={output_dim} must be divisible by num_heads={num_heads}."
             )
-        if intermediate_dim is not None:
-            check_positive_int(name, "intermediate_dim", intermediate_dim)
+        intermediate_dim = validation.positive_int(f"{name}: intermediate_dim", intermediate_dim, allow_none=True)
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
-        self.dropout = check_dropout(name, dropout)
+        self.dropout = validation.rate(f"{name}: dropout", dropout)
         self._grid = (height // patch_size, width // patch_size)
 
         self.patch_embedding = keras.layers.Conv2D(
@@ -305,12 +296,10 @@ class _ApplicationImageEncoder(_ImageEncoder):
             raise ValueError(
                 f"{name}: unknown {self._family} variant {variant!r}. Valid variants: {', '.join(self._variants)}."
             )
-        if output_dim is not None:
-            check_positive_int(name, "output_dim", output_dim)
+        validation.positive_int(f"{name}: output_dim", output_dim, allow_none=True)
         if weights_path is not None:
             weights_path = self._check_weights_path(weights_path)
-        if not isinstance(trainable_backbone, bool):
-            raise ValueError(f"{name}: trainable_backbone must be True or False, got {trainable_backbone!r}.")
+        validation.boolean(f"{name}: trainable_backbone", trainable_backbone)
 
         # Random initialisation only; weights come from a local file, if any.
         backbone = getattr(keras.applications, variant)(include_top=False, weights=None)

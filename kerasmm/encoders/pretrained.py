@@ -31,10 +31,12 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.backend_compat import flatten_layers
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder, check_positive_int
-from kerasmm.encoders.text import _local_preset_dir, masked_mean
+from kerasmm.encoders.base import Encoder
+from kerasmm.encoders.text import _local_preset_dir
+from kerasmm.layers.masked_ops import masked_mean
 
 # Image towers whose sequence starts with a class token ("auto" pooling takes it).
 _CLASS_TOKEN_IMAGE = ("CLIPVisionEncoder",)
@@ -199,12 +201,10 @@ class _KerasHubEncoder(Encoder):
         **kwargs,
     ):
         owner = type(self).__name__
-        if pooling not in self._poolings:
-            raise ValueError(f"{owner}: pooling must be one of {self._poolings}, got {pooling!r}.")
-        if not isinstance(trainable_backbone, bool):
-            raise ValueError(f"{owner}: trainable_backbone must be True or False, got {trainable_backbone!r}.")
-        check_positive_int(owner, "unfreeze_last", unfreeze_last, allow_none=True)
-        check_positive_int(owner, "output_dim", output_dim, allow_none=True)
+        validation.one_of(f"{owner}: pooling", pooling, self._poolings)
+        validation.boolean(f"{owner}: trainable_backbone", trainable_backbone)
+        validation.positive_int(f"{owner}: unfreeze_last", unfreeze_last, allow_none=True)
+        validation.positive_int(f"{owner}: output_dim", output_dim, allow_none=True)
         if backbone is None:
             if preset is None:
                 raise ValueError(f"{owner}: give `preset`, a local keras-hub preset directory.")
@@ -287,9 +287,7 @@ class _KerasHubEncoder(Encoder):
 
     @trainable_backbone.setter
     def trainable_backbone(self, value):
-        if not isinstance(value, bool):
-            raise ValueError(f"trainable_backbone must be True or False, got {value!r}.")
-        self._trainable_backbone = value
+        self._trainable_backbone = validation.boolean("trainable_backbone", value)
         self._apply_trainable()
 
     @property
@@ -299,7 +297,7 @@ class _KerasHubEncoder(Encoder):
 
     @unfreeze_last.setter
     def unfreeze_last(self, value):
-        check_positive_int(type(self).__name__, "unfreeze_last", value, allow_none=True)
+        value = validation.positive_int(f"{type(self).__name__}: unfreeze_last", value, allow_none=True)
         num_blocks = sum(is_block for _, is_block in self._units)
         if value is not None and value > num_blocks:
             raise ValueError(f"unfreeze_last={value} but the backbone has {num_blocks} blocks.")
@@ -591,13 +589,11 @@ class KerasHubTextEncoder(_KerasHubEncoder):
     ):
         owner = type(self).__name__
         tokenizer = _preset_component(owner, "tokenizer", tokenizer, keras_hub.tokenizers.Tokenizer, preset, backbone)
-        if not isinstance(add_special_tokens, bool):
-            raise ValueError(f"{owner}: add_special_tokens must be True or False, got {add_special_tokens!r}.")
+        validation.boolean(f"{owner}: add_special_tokens", add_special_tokens)
         for arg, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id),
                            ("pad_token_id", pad_token_id)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"{owner}: {arg} must be a non-negative int or None, got {value!r}.")
-        check_positive_int(owner, "vocabulary_size", vocabulary_size, allow_none=True)
+            validation.non_negative_int(f"{owner}: {arg}", value, allow_none=True)
+        validation.positive_int(f"{owner}: vocabulary_size", vocabulary_size, allow_none=True)
         super().__init__(
             preset=preset, output_dim=output_dim, pooling=pooling, trainable_backbone=trainable_backbone,
             unfreeze_last=unfreeze_last, backbone=backbone, **kwargs,

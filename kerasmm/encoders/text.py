@@ -10,14 +10,16 @@ import keras
 import keras_hub
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.encoders import register
-from kerasmm.encoders.base import Encoder, check_dropout, check_positive_int
+from kerasmm.encoders.base import Encoder
+from kerasmm.layers.masked_ops import masked_mean
 
 _COMBINERS = ("mean", "sum")
 
 
 def _check_heads(owner, num_heads, width, width_name="output_dim"):
-    check_positive_int(owner, "num_heads", num_heads)
+    validation.positive_int(f"{owner}: num_heads", num_heads)
     if width % num_heads:
         raise ValueError(
             f"{owner}: {width_name} ({width}) must be divisible by num_heads ({num_heads})."
@@ -36,17 +38,6 @@ def _check_length(owner, input_shape, max_length, arg_name):
 def _padding_mask(token_ids):
     """`[B, T]` bool, True at real tokens (id != 0)."""
     return ops.not_equal(token_ids, 0)
-
-
-def masked_mean(sequence, mask):
-    """Mean of `sequence` `[B,T,D]` over positions where `mask` `[B,T]` is True.
-
-    Rows with no True position give zeros (never NaN).
-    """
-    weights = ops.cast(mask, sequence.dtype)[..., None]
-    total = ops.sum(sequence * weights, axis=1)
-    count = ops.maximum(ops.sum(weights, axis=1), ops.cast(1.0, sequence.dtype))
-    return total / count
 
 
 @register("text_transformer")
@@ -100,18 +91,13 @@ class TextTransformerEncoder(Encoder):
     ):
         super().__init__(output_dim=output_dim, **kwargs)
         owner = type(self).__name__
-        check_positive_int(owner, "vocabulary_size", vocabulary_size)
-        check_positive_int(owner, "sequence_length", sequence_length)
-        check_positive_int(owner, "num_layers", num_layers)
+        self.vocabulary_size = validation.positive_int(f"{owner}: vocabulary_size", vocabulary_size)
+        self.sequence_length = validation.positive_int(f"{owner}: sequence_length", sequence_length)
+        self.num_layers = validation.positive_int(f"{owner}: num_layers", num_layers)
         _check_heads(owner, num_heads, output_dim)
-        if intermediate_dim is not None:
-            check_positive_int(owner, "intermediate_dim", intermediate_dim)
-        self.vocabulary_size = vocabulary_size
-        self.sequence_length = sequence_length
-        self.num_layers = num_layers
         self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout = check_dropout(owner, dropout)
+        self.intermediate_dim = validation.positive_int(f"{owner}: intermediate_dim", intermediate_dim, allow_none=True)
+        self.dropout = validation.rate(f"{owner}: dropout", dropout)
 
         self.embedding = keras_hub.layers.TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size,
@@ -294,8 +280,7 @@ class BertTextEncoder(Encoder):
             "dropout": dropout,
             "num_segments": num_segments,
         }
-        if not isinstance(trainable_backbone, bool):
-            raise ValueError(f"{owner}: trainable_backbone must be a bool, got {trainable_backbone!r}.")
+        validation.boolean(f"{owner}: trainable_backbone", trainable_backbone)
 
         if preset is not None:
             path = _local_preset_dir(owner, preset)
@@ -319,15 +304,12 @@ class BertTextEncoder(Encoder):
             for key, default in self._DEFAULTS.items():
                 if arch[key] is None:
                     arch[key] = default
-            check_positive_int(owner, "vocabulary_size", arch["vocabulary_size"])
-            check_positive_int(owner, "num_layers", arch["num_layers"])
-            _check_heads(owner, arch["num_heads"], width)
-            check_positive_int(owner, "max_sequence_length", arch["max_sequence_length"])
-            check_positive_int(owner, "num_segments", arch["num_segments"])
             if arch["intermediate_dim"] is None:
                 arch["intermediate_dim"] = 4 * width
-            check_positive_int(owner, "intermediate_dim", arch["intermediate_dim"])
-            arch["dropout"] = check_dropout(owner, arch["dropout"])
+            for key in ("vocabulary_size", "num_layers", "max_sequence_length", "num_segments", "intermediate_dim"):
+                validation.positive_int(f"{owner}: {key}", arch[key])
+            _check_heads(owner, arch["num_heads"], width)
+            arch["dropout"] = validation.rate(f"{owner}: dropout", arch["dropout"])
             backbone = keras_hub.models.BertBackbone(**arch, dtype=self.dtype_policy, name="bert_backbone")
 
         backbone.trainable = trainable_backbone
@@ -417,14 +399,9 @@ class BagOfWordsEncoder(Encoder):
     def __init__(self, vocabulary_size, output_dim, combiner="mean", embedding_dim=None, **kwargs):
         super().__init__(output_dim=output_dim, **kwargs)
         owner = type(self).__name__
-        check_positive_int(owner, "vocabulary_size", vocabulary_size)
-        if combiner not in _COMBINERS:
-            raise ValueError(f"{owner}: combiner must be one of {', '.join(map(repr, _COMBINERS))}; got {combiner!r}.")
-        if embedding_dim is not None:
-            check_positive_int(owner, "embedding_dim", embedding_dim)
-        self.vocabulary_size = vocabulary_size
-        self.combiner = combiner
-        self.embedding_dim = embedding_dim
+        self.vocabulary_size = validation.positive_int(f"{owner}: vocabulary_size", vocabulary_size)
+        self.combiner = validation.one_of(f"{owner}: combiner", combiner, _COMBINERS)
+        self.embedding_dim = validation.positive_int(f"{owner}: embedding_dim", embedding_dim, allow_none=True)
         self.embedding = keras.layers.Embedding(
             vocabulary_size, embedding_dim or output_dim, mask_zero=True, dtype=self.dtype_policy, name="embedding"
         )

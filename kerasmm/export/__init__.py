@@ -1,7 +1,9 @@
 """Export for serving: SavedModels that TF Serving runs on raw JPEG/PNG bytes, WAV bytes and strings.
 
 `saved_model(model, export_dir)` writes `export_dir/<version>/` with the
-signatures of the model's family (see `kerasmm.export.signatures`), its
+signatures its task declares (`serving_signatures`, one
+`kerasmm/models/<family>/<family>_serving.py` per family; the generic part
+is `kerasmm.export.signatures`), its
 vocabulary and labels as assets, and warm-up requests; decoding, resizing,
 tokenisation, the network, generation and detokenisation all run in the
 graph. `verify` checks an export in a fresh process that cannot import

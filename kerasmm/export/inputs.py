@@ -2,7 +2,7 @@
 
 Everything here runs inside the exported SavedModel. A bad request (an empty
 batch, an empty string, bytes that are not an image or a WAV file, an image
-whose header declares more than `image_ops.MAX_IMAGE_PIXELS` pixels, an
+whose header declares more than `image_header.MAX_IMAGE_PIXELS` pixels, an
 animated WebP, text that is empty, blank, not UTF-8 or over
 `MAX_TEXT_BYTES`, inputs of different batch sizes) fails with a
 `tf.errors.InvalidArgumentError` whose message names the input and the
@@ -22,7 +22,7 @@ pixels.shape   # (1, 16, 16, 3), float32 in [0, 1]
 
 import tensorflow as tf
 
-from kerasmm.data import audio_ops, image_ops
+from kerasmm.data import audio_ops, image_header, image_ops
 
 # Longest text a request may send, in UTF-8 bytes: far over any model's sequence length, and bounded.
 MAX_TEXT_BYTES = 16384
@@ -74,7 +74,7 @@ def checked_bytes(values, name, kind, max_pixels=None):
     """`values` after checks: a non-empty batch, no empty string, and each an image (or WAV) file.
 
     `kind` is "image" or "audio". Images must also declare at most
-    `max_pixels` pixels in their header (default `image_ops.MAX_IMAGE_PIXELS`)
+    `max_pixels` pixels in their header (default `image_header.MAX_IMAGE_PIXELS`)
     and not be animated WebP, checked before anything is decoded.
     """
     values = checked_batch(values, name)
@@ -92,13 +92,13 @@ def checked_bytes(values, name, kind, max_pixels=None):
     with tf.control_dependencies(checks):
         values = tf.identity(values)
     if kind == "image":
-        values = _checked_image_headers(values, name, max_pixels or image_ops.MAX_IMAGE_PIXELS)
+        values = _checked_image_headers(values, name, max_pixels or image_header.MAX_IMAGE_PIXELS)
     return values
 
 
 def _checked_image_headers(values, name, max_pixels):
-    animated = tf.map_fn(image_ops.is_animated_webp, values, fn_output_signature=tf.bool)
-    pixels = tf.map_fn(image_ops.header_pixels, values, fn_output_signature=tf.int64)
+    animated = tf.map_fn(image_header.is_animated_webp, values, fn_output_signature=tf.bool)
+    pixels = tf.map_fn(image_header.header_pixels, values, fn_output_signature=tf.int64)
     checks = [
         _assert_none(animated, f"{name}: element is an animated WebP, which cannot be decoded (index:)"),
         _assert_none(pixels > max_pixels, f"{name}: element declares more than {max_pixels} pixels in its header; "

@@ -30,6 +30,7 @@ import tempfile
 
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.backend_compat import portable_slice_updates
 from kerasmm.export import signatures, warmup
 
@@ -57,10 +58,8 @@ def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, 
             the base name of `export_dir`).
         overwrite: replace an existing version directory.
     """
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive int (TF Serving's version number), got {version!r}.")
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
-        raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}.")
+    version = validation.positive_int("version", version)
+    sample_rate = validation.positive_int("sample_rate", sample_rate)
     export_dir = os.fspath(export_dir)
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path) and not overwrite:

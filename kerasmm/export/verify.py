@@ -84,14 +84,16 @@ def graph_op_types(version_dir):
 
 
 def custom_ops(version_dir):
-    """Sorted op types of the SavedModel that this process's TensorFlow does not define.
+    """Sorted op types of the SavedModel that core TensorFlow does not define.
 
-    Run before loading any op library: in a fresh process those are the
-    ops of other packages (tensorflow-text's, say).
+    Core ops are those of `tf.raw_ops` (every op TensorFlow exports to
+    Python) and internal `_`-prefixed ones; the rest are other packages'
+    (tensorflow-text's, say). This check runs where kerasmm cannot be
+    imported, so it keeps to TensorFlow's public API.
     """
-    from kerasmm.backend_compat import is_registered_op  # (imports TensorFlow, which registers the core ops)
+    import tensorflow as tf
 
-    return sorted(op for op in graph_op_types(version_dir) if not is_registered_op(op))
+    return sorted(op for op in graph_op_types(version_dir) if not (op.startswith("_") or hasattr(tf.raw_ops, op)))
 
 
 def xla_ops(version_dir):

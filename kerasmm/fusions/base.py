@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from kerasmm.layers.modality_dropout import drop_modalities
+from kerasmm import validation
+from kerasmm.layers.modality_dropout import drop_modalities, presence_matrix
 
 MASK_SUFFIX = "_mask"
 PADDING_SUFFIX = "_padding_mask"
@@ -87,20 +88,9 @@ class Fusion(keras.layers.Layer):
 
     def presence(self, features, masks, training=None):
         """`[B, M]` float presence matrix (columns in `features` order), after modality dropout."""
-        first = next(iter(features.values()))
-        batch = ops.shape(first)[0]
-        columns = []
-        for m in features:
-            mask = masks.get(m)
-            if mask is None:
-                columns.append(ops.ones((batch,), dtype=self.compute_dtype))
-            else:
-                present = ops.reshape(ops.cast(mask, "float32"), (batch,)) > 0
-                columns.append(ops.cast(present, self.compute_dtype))
-        present = ops.stack(columns, axis=1)
-        if training and self.modality_dropout > 0.0:
-            present = drop_modalities(present, self.modality_dropout, self._seed_generator)
-        return present
+        batch = ops.shape(next(iter(features.values())))[0]
+        present = presence_matrix([masks.get(m) for m in features], batch=batch, dtype=self.compute_dtype)
+        return drop_modalities(present, self.modality_dropout, self._seed_generator, training=training)
 
     @staticmethod
     def normalized(present):
@@ -159,13 +149,8 @@ class ProjectedFusion(Fusion):
 
     def __init__(self, projection_dim=None, **kwargs):
         super().__init__(**kwargs)
-        if projection_dim is not None and (
-            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim <= 0
-        ):
-            raise ValueError(
-                f"{type(self).__name__}: projection_dim must be None or a positive int, got {projection_dim!r}."
-            )
-        self.projection_dim = projection_dim
+        self.projection_dim = validation.positive_int(
+            f"{type(self).__name__}: projection_dim", projection_dim, allow_none=True)
 
     def build(self, input_shape):
         features, _, _ = self.split_inputs(input_shape)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
 
@@ -37,17 +38,9 @@ class LowRankBilinearFusion(Fusion):
 
     def __init__(self, output_dim, factor=5, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim <= 0:
-            raise ValueError(
-                f"LowRankBilinearFusion: output_dim must be a positive int, got {output_dim!r}."
-            )
-        if isinstance(factor, bool) or not isinstance(factor, int) or factor <= 0:
-            raise ValueError(f"LowRankBilinearFusion: factor must be a positive int, got {factor!r}.")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"LowRankBilinearFusion: dropout must be a float in [0, 1), got {dropout!r}.")
-        self.output_dim = output_dim
-        self.factor = factor
-        self.dropout = float(dropout)
+        self.output_dim = validation.positive_int("LowRankBilinearFusion: output_dim", output_dim)
+        self.factor = validation.positive_int("LowRankBilinearFusion: factor", factor)
+        self.dropout = validation.rate("LowRankBilinearFusion: dropout", dropout)
 
     def build(self, input_shape):
         features, _, _ = self.split_inputs(input_shape)

@@ -3,12 +3,10 @@
 import keras
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
-
-
-def _is_positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+from kerasmm.layers.masked_ops import masked_mean
 
 
 @register("cross_attention")
@@ -105,25 +103,18 @@ class CrossAttentionFusion(Fusion):
                 f"{name}: modalities is derived from query and context ({expected}); got "
                 f"modalities={modalities!r}. Leave modalities unset."
             )
-        if not _is_positive_int(num_heads):
-            raise ValueError(f"{name}: num_heads must be a positive int, got {num_heads!r}.")
-        if key_dim is not None and not _is_positive_int(key_dim):
-            raise ValueError(f"{name}: key_dim must be None or a positive int, got {key_dim!r}.")
-        if intermediate_dim is not None and not _is_positive_int(intermediate_dim):
-            raise ValueError(
-                f"{name}: intermediate_dim must be None or a positive int, got {intermediate_dim!r}."
-            )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: dropout must be a float in [0, 1), got {dropout!r}.")
-        if not _is_positive_int(num_layers):
-            raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}.")
+        validation.positive_int(f"{name}: num_heads", num_heads)
+        validation.positive_int(f"{name}: key_dim", key_dim, allow_none=True)
+        validation.positive_int(f"{name}: intermediate_dim", intermediate_dim, allow_none=True)
+        dropout = validation.rate(f"{name}: dropout", dropout)
+        validation.positive_int(f"{name}: num_layers", num_layers)
         super().__init__(modalities=expected, **kwargs)
         self.query = query
         self.context = context if isinstance(context, str) else list(context)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.intermediate_dim = intermediate_dim
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.num_layers = num_layers
 
     @property
@@ -248,9 +239,7 @@ class CrossAttentionFusion(Fusion):
                 per_query = ops.sum(mass * indicator[:, None, :], axis=-1)  # [B, Tq]
                 shares[j] = shares[j] + ops.sum(per_query * query_weights, axis=1) / query_count
 
-        fused = ops.sum(x * ops.cast(query_weights, x.dtype)[:, :, None], axis=1) / ops.cast(
-            query_count, x.dtype
-        )[:, None]
+        fused = masked_mean(x, query_valid)
         context_shares = ops.stack(shares, axis=1) / float(self.num_layers)  # [B, C]
         total = ops.sum(context_shares, axis=1, keepdims=True)
         context_shares = context_shares / ops.where(total > 0, total, ops.ones_like(total))

@@ -3,9 +3,10 @@
 import keras
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.fusions import register
 from kerasmm.fusions.base import Fusion
-from kerasmm.fusions.weighted_sum import _masked_softmax
+from kerasmm.layers.masked_ops import masked_softmax
 
 
 @register("gated")
@@ -40,9 +41,7 @@ class GatedFusion(Fusion):
 
     def __init__(self, output_dim, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(output_dim, bool) or not isinstance(output_dim, int) or output_dim <= 0:
-            raise ValueError(f"GatedFusion: output_dim must be a positive int, got {output_dim!r}.")
-        self.output_dim = output_dim
+        self.output_dim = validation.positive_int("GatedFusion: output_dim", output_dim)
 
     def build(self, input_shape):
         features, _, _ = self.split_inputs(input_shape)
@@ -71,7 +70,7 @@ class GatedFusion(Fusion):
             hidden.append(self.hidden[i](x))
         joint = ops.concatenate(inputs, axis=-1) if num > 1 else inputs[0]
         logits = ops.reshape(self.gate(joint), (-1, num, self.output_dim))  # [B, M, D]
-        gates = _masked_softmax(logits, keep[:, :, None], axis=1)
+        gates = masked_softmax(logits, keep[:, :, None], axis=1)
         fused = ops.sum(gates * ops.stack(hidden, axis=1), axis=1)
         return fused, ops.mean(gates, axis=-1)
 

@@ -1,10 +1,10 @@
 """Learned weighted-sum fusion."""
 
-import keras
 from keras import ops
 
 from kerasmm.fusions import register
 from kerasmm.fusions.base import ProjectedFusion
+from kerasmm.layers.masked_ops import masked_softmax
 
 
 @register("weighted_sum")
@@ -53,7 +53,7 @@ class WeightedSumFusion(ProjectedFusion):
 
     def fuse(self, features, present, padding_masks, training=None):
         logits = ops.cast(self.modality_logits, present.dtype)[None, :]
-        alpha = _masked_softmax(logits, present > 0)
+        alpha = masked_softmax(logits, present > 0)
         fused = None
         for i, x in enumerate(self.projected(features)):
             keep = present[:, i : i + 1] > 0
@@ -65,16 +65,3 @@ class WeightedSumFusion(ProjectedFusion):
         """The learned α per modality when every modality is present, as floats."""
         alpha = ops.convert_to_numpy(ops.softmax(ops.cast(self.modality_logits, "float32")))
         return {m: float(a) for m, a in zip(self._fused_modalities, alpha)}
-
-
-def _masked_softmax(logits, keep, axis=-1):
-    """Softmax of `logits` along `axis` over the entries where `keep` (bool, broadcastable) holds.
-
-    Excluded entries get exactly 0; a slice with nothing kept gives all zeros.
-    """
-    very_negative = -3e4 if keras.backend.standardize_dtype(logits.dtype) == "float16" else -1e9
-    masked = ops.where(keep, logits, ops.cast(very_negative, logits.dtype))
-    masked = masked - ops.stop_gradient(ops.max(masked, axis=axis, keepdims=True))
-    exp = ops.exp(masked) * ops.cast(keep, logits.dtype)
-    total = ops.sum(exp, axis=axis, keepdims=True)  # >= 1 wherever something is kept
-    return exp / ops.where(total > 0, total, ops.ones_like(total))

@@ -2,6 +2,7 @@
 
 import keras_hub
 
+from kerasmm import validation
 from kerasmm.generation.beam import BeamSampler
 
 # name → (keras_hub class, the keyword its width/threshold argument maps to)
@@ -32,12 +33,10 @@ def get_sampler(sampler="greedy", num_beams=4, k=5, p=0.9, temperature=1.0, seed
     if sampler == "greedy":
         return keras_hub.samplers.GreedySampler(temperature=temperature)
     if sampler == "beam":
-        if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-            raise ValueError(f"num_beams must be a positive int, got {num_beams!r}.")
+        num_beams = validation.positive_int("num_beams", num_beams)
         return BeamSampler(num_beams=num_beams, temperature=temperature)
     if sampler == "top_k":
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}.")
+        k = validation.positive_int("k", k)
         return keras_hub.samplers.TopKSampler(k=k, seed=seed, temperature=temperature)
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p!r}.")

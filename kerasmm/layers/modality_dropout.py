@@ -4,8 +4,52 @@ import keras
 from keras import ops
 
 
-def drop_modalities(present, rate, seed_generator):
-    """`present` `[B, M]` (1 = modality given) with each 1 dropped at `rate`; never drops a row's last one."""
+def presence_matrix(masks, batch=None, dtype="float32", threshold=0.0):
+    """`[B, M]` presence flags (1.0 = present) from one mask per modality, 1.0 where `mask > threshold`.
+
+    A mask may be None, meaning "always present" (then `batch` is needed);
+    when `batch` is given every mask is first reshaped to `[batch]`, so `[B, 1]`
+    masks are accepted.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.layers import presence_matrix
+    presence_matrix([np.array([1.0, 0.0]), None], batch=2)
+    # [[1., 1.], [0., 1.]]
+    ```
+    """
+    columns = []
+    for mask in masks:
+        if mask is None:
+            columns.append(ops.ones((batch,), dtype=dtype))
+            continue
+        mask = ops.cast(mask, "float32")
+        if batch is not None:
+            mask = ops.reshape(mask, (batch,))
+        columns.append(ops.cast(mask > threshold, dtype))
+    return ops.stack(columns, axis=1)
+
+
+def drop_modalities(present, rate, seed_generator, training=True):
+    """`present` `[B, M]` (1 = modality given) with each 1 dropped at `rate`; never drops a row's last one.
+
+    The one modality-dropout step of kerasmm, used by `ModalityDropout` and by
+    every fusion (`Fusion.presence`). Returns `present` unchanged, drawing no
+    random numbers, when `training` is false or `rate` is 0. A row that would
+    lose every modality keeps all it had; a row with none stays empty.
+
+    Example:
+    ```python
+    import keras
+    import numpy as np
+    from kerasmm.layers import drop_modalities
+    present = np.ones((4, 3), "float32")
+    drop_modalities(present, 0.5, keras.random.SeedGenerator(1))  # >= one 1.0 per row
+    ```
+    """
+    if not training or rate <= 0.0:
+        return present
     keep = keras.random.uniform(ops.shape(present), seed=seed_generator) >= rate
     dropped = present * ops.cast(keep, present.dtype)
     any_left = ops.sum(dropped, axis=1, keepdims=True) > 0
@@ -38,9 +82,8 @@ class ModalityDropout(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, masks, training=None):
-        present = ops.stack([ops.cast(ops.cast(m, "float32") > 0.5, "float32") for m in masks], axis=1)
-        if training and self.rate > 0.0:
-            present = drop_modalities(present, self.rate, self.seed_generator)
+        present = presence_matrix(masks, threshold=0.5)
+        present = drop_modalities(present, self.rate, self.seed_generator, training=training)
         return [present[:, i] for i in range(len(masks))]
 
     def compute_output_spec(self, masks, training=None):

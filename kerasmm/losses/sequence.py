@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kerasmm import validation
+
 
 @keras.saving.register_keras_serializable(package="kerasmm")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
@@ -25,9 +27,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def __init__(self, label_smoothing=0.0, name="smoothed_sparse_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = validation.rate("label_smoothing", label_smoothing)
 
     def call(self, y_true, y_pred):
         log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)

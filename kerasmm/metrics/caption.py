@@ -56,6 +56,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
+
 # pycocoevalcap's BleuScorer: precision = (matches + TINY) / (guesses + SMALL), and the same for the length
 # ratio, so a corpus without n-grams of some order scores ~0 rather than dividing by zero.
 _SMALL = 1e-9
@@ -149,29 +151,15 @@ def _keep(condition, values):
     return tf.where(condition, values, tf.zeros_like(values))
 
 
-def _check_id(value, what, allow_none=False):
-    if allow_none and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{what} must be an int{' or None' if allow_none else ''}, got {value!r}.")
-    return int(value)
-
-
-def _check_positive(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 class _CaptionMetric(keras.metrics.Metric):
     """Token cleaning options shared by the caption metrics."""
 
     def __init__(self, pad_id=0, end_id=None, ignore_ids=(), name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.pad_id = _check_id(pad_id, "pad_id")
-        self.end_id = _check_id(end_id, "end_id", allow_none=True)
+        self.pad_id = validation.non_negative_int("pad_id", pad_id)
+        self.end_id = validation.non_negative_int("end_id", end_id, allow_none=True)
         try:
-            self.ignore_ids = tuple(_check_id(i, "each of ignore_ids") for i in ignore_ids)
+            self.ignore_ids = tuple(validation.non_negative_int("each of ignore_ids", i) for i in ignore_ids)
         except TypeError as error:
             raise ValueError(f"ignore_ids must be a sequence of ints, got {ignore_ids!r}.") from error
 
@@ -261,7 +249,7 @@ class Bleu(_CaptionMetric):
     """
 
     def __init__(self, max_order=4, smooth=False, pad_id=0, end_id=None, ignore_ids=(), name=None, dtype=None):
-        max_order = _check_positive(max_order, "max_order")
+        max_order = validation.positive_int("max_order", max_order)
         super().__init__(pad_id, end_id, ignore_ids, name=name or f"bleu_{max_order}", dtype=dtype)
         self.max_order = max_order
         self.smooth = bool(smooth)
@@ -527,10 +515,10 @@ class CiderD(_CaptionMetric):
                  end_id=None, ignore_ids=(), name="cider_d", dtype=None):
         super().__init__(pad_id, end_id, ignore_ids, name=name, dtype=dtype)
         self.sigma = float(sigma)
-        self.max_order = _check_positive(max_order, "max_order")
-        self.capacity = _check_positive(capacity, "capacity")
-        self.max_length = _check_positive(max_length, "max_length")
-        self.max_references = _check_positive(max_references, "max_references")
+        self.max_order = validation.positive_int("max_order", max_order)
+        self.capacity = validation.positive_int("capacity", capacity)
+        self.max_length = validation.positive_int("max_length", max_length)
+        self.max_references = validation.positive_int("max_references", max_references)
         # One slot range per replica (read as their sum), plus a last slot that absorbs skipped rows.
         self._replicas = tf.distribute.get_strategy().num_replicas_in_sync
         slots = self._replicas * self.capacity + 1

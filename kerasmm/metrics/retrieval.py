@@ -121,6 +121,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
+
 DEFAULT_KS = (1, 5, 10)
 ROWS = "rows"
 _EMBEDDING_SUFFIX = "_embedding"
@@ -133,12 +135,7 @@ def _side_name(key):
 
 
 def _check_ks(ks):
-    try:
-        checked = tuple(int(k) for k in ks)
-    except TypeError as error:
-        raise ValueError(f"ks must be a sequence of positive ints, got {ks!r}.") from error
-    if not checked or any(k < 1 for k in checked) or any(isinstance(k, bool) for k in ks):
-        raise ValueError(f"ks must be a non-empty sequence of positive ints, got {ks!r}.")
+    checked = tuple(validation.positive_ints("ks", ks))
     if len(set(checked)) != len(checked):
         raise ValueError(f"ks must be distinct, got {ks!r}.")
     return checked
@@ -397,28 +394,20 @@ class RetrievalMetrics(keras.metrics.Metric):
                  gallery_key="text_embedding", group_key=None, query_block_size=256, name="retrieval",
                  dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
-            raise ValueError(f"capacity must be a positive int, got {capacity!r}.")
-        if embedding_dim is not None and (
-            isinstance(embedding_dim, bool) or not isinstance(embedding_dim, (int, np.integer)) or embedding_dim < 1
-        ):
-            raise ValueError(f"embedding_dim must be a positive int or None, got {embedding_dim!r}.")
-        if isinstance(query_block_size, bool) or not isinstance(query_block_size, (int, np.integer)) \
-                or query_block_size < 1:
-            raise ValueError(f"query_block_size must be a positive int, got {query_block_size!r}.")
+        self.capacity = validation.positive_int("capacity", capacity)
+        embedding_dim = validation.positive_int("embedding_dim", embedding_dim, allow_none=True)
+        self.query_block_size = validation.positive_int("query_block_size", query_block_size)
         if not isinstance(query_key, str) or not isinstance(gallery_key, str) or query_key == gallery_key:
             raise ValueError(
                 f"query_key and gallery_key must be two different strings, got {query_key!r} and {gallery_key!r}."
             )
         if group_key is not None and not isinstance(group_key, str):
             raise ValueError(f"group_key must be None, 'rows' or a key name, got {group_key!r}.")
-        self.capacity = int(capacity)
         self.ks = _check_ks(ks)
         self.embedding_dim = None
         self.query_key = query_key
         self.gallery_key = gallery_key
         self.group_key = group_key
-        self.query_block_size = int(query_block_size)
         self.query_name = _side_name(query_key)
         self.gallery_name = _side_name(gallery_key)
         self.result_keys = _result_keys(self.query_name, self.gallery_name, self.ks)

@@ -11,6 +11,7 @@ import keras_hub
 from kerasmm import data
 from kerasmm import encoders as encoder_registry
 from kerasmm.encoders.pretrained import preset_tokenizer
+from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.registry import resolve
 
 
@@ -59,21 +60,37 @@ def _image_encoder_spec(spec, image_size):
     return spec
 
 
-def build_encoders(encoders, vocabulary, image_size, sequence_length):
-    """`(encoders by modality, tokenizer or None)` from specs, with sizes filled in.
+def build_encoders(settings):
+    """`(encoders by modality, tokenizer or None)` from an entry's `encoders` specs, with sizes filled in.
 
-    A text encoder gets the tokenizer's vocabulary size and `sequence_length`;
-    an image encoder that needs it gets `image_size`.
+    A text encoder gets the `vocabulary`'s tokenizer (returned), its size
+    and `sequence_length`; an image encoder that needs it gets `image_size`.
     """
-    encoders = copy.deepcopy(encoders)
+    encoders = copy.deepcopy(settings["encoders"])
     tokenizer = None
     if "text" in encoders:
-        tokenizer = tokenizer_for(vocabulary)
-        encoders["text"] = _text_encoder_spec(encoders["text"], tokenizer.vocabulary_size(), sequence_length)
+        tokenizer = tokenizer_for(settings["vocabulary"])
+        encoders["text"] = _text_encoder_spec(encoders["text"], tokenizer.vocabulary_size(),
+                                              settings["sequence_length"])
     if "image" in encoders:
-        encoders["image"] = _image_encoder_spec(encoders["image"], image_size)
+        encoders["image"] = _image_encoder_spec(encoders["image"], settings["image_size"])
     built = {m: resolve(encoder_registry.ENCODERS, spec) for m, spec in encoders.items()}
     return built, tokenizer
+
+
+def input_sizes(settings, encoders):
+    """The backbone's `image_size` and `audio_length`: the entry's, for the modalities it encodes, else None."""
+    return {
+        "image_size": settings["image_size"] if "image" in encoders else None,
+        "audio_length": settings["audio_length"] if "audio" in encoders else None,
+    }
+
+
+def preprocessor_for(backbone, tokenizer, preprocessor_cls=MultimodalPreprocessor, **options):
+    """A preprocessor giving `backbone` the inputs it takes (its modalities and sizes)."""
+    return preprocessor_cls(modalities=backbone.modalities, tokenizer=tokenizer,
+                            sequence_length=backbone.sequence_length, image_size=backbone.image_size,
+                            audio_length=backbone.audio_length, **options)
 
 
 def component(settings, names):

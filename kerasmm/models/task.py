@@ -70,3 +70,33 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
         if is_model_ready(x):
             return keras.Model.predict(self, x, *args, **kwargs)
         return super().predict(x, *args, **kwargs)
+
+    # --- Serving: each family declares its raw-input signatures for kerasmm.export ---
+
+    # The family written into the export metadata ("classifier", "dual_encoder", "captioner",
+    # "text_to_image"); None for a task that cannot be exported.
+    serving_family = None
+
+    def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
+                           scores=True, jit_compile=False):
+        """The serving signatures of this model on raw inputs (what `kerasmm.export.saved_model` saves).
+
+        Args:
+            module: the `tf.Module` being exported; assets and lookup tables
+                the signatures use are set on it.
+            staging: a directory to write asset files into (copied into the
+                SavedModel's `assets/`).
+            sample_rate: Hz that WAV inputs are resampled to.
+            sampler, max_length, num_beams, scores, jit_compile: generation
+                settings (families that generate; ignored by the others).
+
+        Returns:
+            `(functions, modalities, extra_metadata)`: signature name →
+            `tf.function` of `[None]` string inputs, the modalities the
+            requests carry, and a JSON-able dict added to the export metadata.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} declares no serving signatures: kerasmm.export serves MultimodalClassifier, "
+            "DualEncoder, Captioner and TextToImage; a new task must override `serving_signatures` and set "
+            "`serving_family`."
+        )

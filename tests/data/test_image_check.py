@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kerasmm.data import BadRecordError, from_folder, image_ops
+from kerasmm.data import BadRecordError, from_folder, image_header, image_ops
 
 
 def pixels(height=23, width=37, seed=0, channels=3):
@@ -87,9 +87,9 @@ def decodes(data):
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_valid_images_pass_with_the_size_they_decode_to(tmp_path, kind):
     data = VALID[kind]
-    assert image_ops.check_image(write(tmp_path, "image", data)) is None
+    assert image_header.check_image(write(tmp_path, "image", data)) is None
     decoded = image_ops.decode_image(tf.constant(data))
-    assert image_ops.image_size_from_header(data) == tuple(decoded.shape[:2]) == (23, 37)
+    assert image_header.image_size_from_header(data) == tuple(decoded.shape[:2]) == (23, 37)
 
 
 # Phone photos carry data after the end of the image (maker notes, a video): it is not truncation.
@@ -100,22 +100,22 @@ TRAILING = {"JPEG": b"\0" * 200_000, "PNG": os.urandom(5000), "GIF": b"more data
 def test_bytes_after_a_complete_image_are_fine(tmp_path, kind):
     data = VALID[kind] + TRAILING[kind]
     assert decodes(data)
-    assert image_ops.check_image(write(tmp_path, "image", data)) is None
+    assert image_header.check_image(write(tmp_path, "image", data)) is None
 
 
 def test_bmp_must_be_exactly_as_long_as_its_header_says(tmp_path):
     # TensorFlow's BMP decoder refuses extra bytes as well as missing ones.
     longer = VALID["BMP"] + b"\0" * 4
     assert not decodes(longer)
-    assert "4 bytes after its pixel data" in image_ops.check_image(write(tmp_path, "long.bmp", longer))
+    assert "4 bytes after its pixel data" in image_header.check_image(write(tmp_path, "long.bmp", longer))
     shorter = VALID["BMP"][:-4]
-    assert image_ops.check_image(write(tmp_path, "short.bmp", shorter)).startswith("truncated BMP")
+    assert image_header.check_image(write(tmp_path, "short.bmp", shorter)).startswith("truncated BMP")
 
 
 @pytest.mark.parametrize("kind", ["JPEG", "PNG", "GIF", "BMP", "WebP"])
 def test_truncated_images_are_refused(tmp_path, kind):
     data = VALID[kind][: len(VALID[kind]) * 2 // 3]
-    assert image_ops.check_image(write(tmp_path, "image", data)).startswith(f"truncated {kind}")
+    assert image_header.check_image(write(tmp_path, "image", data)).startswith(f"truncated {kind}")
 
 
 def test_animated_webp_is_refused_by_name():
@@ -123,7 +123,7 @@ def test_animated_webp_is_refused_by_name():
     # decode_image calls it, so this is only ever checked, never decoded.
     data = animated("WEBP")
     with pytest.raises(ValueError, match="animated WebP"):
-        image_ops.image_size_from_header(data)
+        image_header.image_size_from_header(data)
 
 
 def corrupt_jpeg():
@@ -138,7 +138,7 @@ def test_a_corrupt_jpeg_header_is_refused():
     assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"
     assert not decodes(data)
     with pytest.raises(ValueError, match=r"corrupt JPEG \(quantization table 5\)"):
-        image_ops.image_size_from_header(data)
+        image_header.image_size_from_header(data)
 
 
 def make_folder(root, extra):
@@ -172,13 +172,13 @@ def test_folder_reads_webp_and_lists_an_animated_one_as_skipped(tmp_path):
 
 def test_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
     path = write(tmp_path, "huge.png", grey_png(12000, 12000))
-    reason = image_ops.check_image(path)
+    reason = image_header.check_image(path)
     assert "12000x12000" in reason and "144,000,000 pixels" in reason and "67,108,864" in reason
-    assert image_ops.image_size_from_header(path) == (12000, 12000)
-    assert image_ops.check_image(path, max_pixels=12000 * 12000) is None
-    monkeypatch.setattr(image_ops, "MAX_IMAGE_PIXELS", 500)  # the default is the module constant
+    assert image_header.image_size_from_header(path) == (12000, 12000)
+    assert image_header.check_image(path, max_pixels=12000 * 12000) is None
+    monkeypatch.setattr(image_header, "MAX_IMAGE_PIXELS", 500)  # the default is the module constant
     small = write(tmp_path, "small.png", VALID["PNG"])
-    assert "851 pixels is over the limit of 500 pixels" in image_ops.check_image(small)
+    assert "851 pixels is over the limit of 500 pixels" in image_header.check_image(small)
 
 
 def test_image_size_from_header_raises_value_error_with_the_reason(tmp_path):
@@ -193,7 +193,7 @@ def test_image_size_from_header_raises_value_error_with_the_reason(tmp_path):
     ]
     for data_or_path, reason in cases:
         with pytest.raises(ValueError, match=re.escape(reason)):
-            image_ops.image_size_from_header(data_or_path)
+            image_header.image_size_from_header(data_or_path)
 
 
 def mutate(rng, data):
@@ -219,7 +219,7 @@ def test_fuzz_every_file_the_check_passes_decodes(tmp_path):
     accepted, refused_but_decodable = 0, []
     for i in range(100):
         data = mutate(rng, sources[i % len(sources)])
-        reason = image_ops.check_image(write(tmp_path, f"mutant{i}", data))
+        reason = image_header.check_image(write(tmp_path, f"mutant{i}", data))
         assert reason is None or isinstance(reason, str)
         if reason is None:
             accepted += 1

@@ -10,7 +10,7 @@ from PIL import Image
 
 import kerasmm
 from kerasmm import search
-from kerasmm.data import image_ops
+from kerasmm.data import image_header, image_ops
 from kerasmm.export import inputs
 
 SIZE = (16, 16)
@@ -120,7 +120,7 @@ def test_every_exif_orientation_matches_pillow(orientation):
 def test_search_refuses_images_over_the_pixel_limit_before_decoding(tmp_path, monkeypatch):
     small = _save(tmp_path / "small.png", Image.fromarray(_picture(8, 8, 5)), "PNG")  # 64 pixels
     large = _save(tmp_path / "large.png", Image.fromarray(_picture(16, 16, 6)), "PNG")  # 256 pixels
-    monkeypatch.setattr(image_ops, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(image_header, "MAX_IMAGE_PIXELS", 100)
     model = kerasmm.zoo.get("tiny_dual_encoder")
     index = search.Index.from_images(model, paths=[str(small), str(large)], on_error="skip")
     assert index.keys == [str(small)]

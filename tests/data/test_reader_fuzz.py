@@ -8,7 +8,7 @@ a reason, so that kept + skipped accounts for every record.
 How the test knows which records are good (a fixed seed makes it the same every run):
 - Each record gets at most one mutation (of its image file, its caption file or its own line);
   file-wide ones (a byte-order mark, CRLF or mixed line endings, blank lines) change no record.
-- An image is good when `image_ops.check_image` accepts it AND TensorFlow decodes it
+- An image is good when `image_header.check_image` accepts it AND TensorFlow decodes it
   (`tf.io.decode_image(data, channels=3, expand_animations=False)`): a mutation can leave an image
   valid (a flipped byte in a JPEG table's unused part, a PNG header edit with its CRC fixed up,
   bytes appended after a PNG's IEND). One the check refuses is expected dropped even if
@@ -37,7 +37,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kerasmm.data import from_coco, from_folder, from_manifest, image_ops, pipeline
+from kerasmm.data import from_coco, from_folder, from_manifest, image_header, image_ops, pipeline
 
 SEED = 20260611
 LABELS = ("circle", "square", "triangle", "círculo")  # a non-ASCII name: a flipped byte can split it
@@ -147,7 +147,7 @@ class Images:
         path = os.fsdecode(os.path.join(os.fsencode(folder or self.folder), stem + b"." + ext.encode()))
         how, data = mutant(self.rng, ext) if mutate else ("intact", encode_image(self.rng, ext))
         write(path, data)
-        good = image_ops.check_image(path) is None and tf_decodes(data)
+        good = image_header.check_image(path) is None and tf_decodes(data)
         self.mutations[f"{ext} {how}"] += 1
         return path, good
 
@@ -550,7 +550,7 @@ def test_the_pre_check_and_the_decoding_pass_accept_only_what_tensorflow_decodes
         how, data = mutant(rng, ext)
         paths.append(write(os.path.join(str(tmp_path), f"mutant{i}.{ext}"), data))
         kinds.append(f"{ext} {how}")
-    passed = [i for i, path in enumerate(paths) if image_ops.check_image(path) is None]
+    passed = [i for i, path in enumerate(paths) if image_header.check_image(path) is None]
     failed = pipeline.undecodable_images([os.fsencode(paths[i]) for i in passed], 8)
     kept = [i for n, i in enumerate(passed) if n not in failed]
     gaps = collections.Counter(kinds[i] for i in kept if not tf_decodes(open(paths[i], "rb").read()))
@@ -737,7 +737,7 @@ def test_a_png_damaged_past_its_header_is_listed_in_skip_mode_not_a_crash_mid_ep
     data = bytearray((tmp_path / "a" / "good.png").read_bytes())
     data[-5000] ^= 0xFF  # inside the image data, far past what the header check reads
     write(str(tmp_path / "a" / "damaged.png"), bytes(data))
-    assert image_ops.check_image(str(tmp_path / "a" / "damaged.png")) is None  # the header looks fine
+    assert image_header.check_image(str(tmp_path / "a" / "damaged.png")) is None  # the header looks fine
     ds = from_folder(str(tmp_path), on_error="skip", batch_size=2, image_size=8)
     assert sum(int(labels.shape[0]) for _, labels in ds) == 1
     [(source, reason)] = list(ds.skipped_records)

@@ -43,7 +43,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from kerasmm import testing
-from kerasmm.data import errors, image_ops
+from kerasmm.data import errors, image_header, image_ops
 from kerasmm.data import tfds as ktfds
 from kerasmm.data.tfrecord import from_tfrecord, to_tfrecord
 
@@ -632,7 +632,7 @@ def mutate_image(rng, data, how):
 
 def pipeline_loads(path):
     """Whether an image file is good: the header check accepts it and the pipeline decodes it."""
-    if image_ops.check_image(path) is not None:
+    if image_header.check_image(path) is not None:
         return False
     try:
         image_ops.load_image(tf.io.read_file(path), (8, 8))
@@ -833,7 +833,7 @@ def test_local_coco_drops_images_damaged_past_the_header_when_preparing(tmp_path
     # from_tfds then failed mid-epoch with InvalidArgumentError even in skip mode.
     tiny_coco(str(tmp_path / "manual"), damaged=(2,))
     path = str(tmp_path / "manual" / "train" / "2.png")
-    assert image_ops.check_image(path) is None and not pipeline_loads(path)
+    assert image_header.check_image(path) is None and not pipeline_loads(path)
     ds = ktfds.from_tfds("kerasmm_local_coco", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "manual"),
                          image_size=8, batch_size=2, on_error="skip")
     assert read_captions(ds) == [f"caption {i}" for i in (0, 1, 3, 4, 5)]

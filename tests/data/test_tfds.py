@@ -426,6 +426,62 @@ def test_labelled_config_needs_category_ids(tmp_path):
                         on_error="skip")
 
 
+def write_labelled_manual_dir(root, fields=None, categories=None):
+    """4 labelled images (category ids 10, 11); `fields` maps an image index to values replacing its entry's."""
+    features, captions = shapes_arrays(num_examples=4, task="captioning", seed=2)
+    os.makedirs(os.path.join(root, "train"))
+    os.makedirs(os.path.join(root, "annotations"))
+    images, annotations = [], []
+    for i in range(4):
+        with open(os.path.join(root, "train", f"{i}.png"), "wb") as f:
+            f.write(encode(features["image"][i], "PNG"))
+        images.append({"id": i, "file_name": f"{i}.png", "category_id": 10 + i % 2, **(fields or {}).get(i, {})})
+        annotations.append({"id": i, "image_id": i, "caption": str(captions[i])})
+    annotations.append({"id": 9, "image_id": [0], "caption": "a caption for a list"})
+    data = {"images": images, "annotations": annotations,
+            "categories": categories or [{"id": 10, "name": "ten"}, {"id": 11, "name": "eleven"}]}
+    with open(os.path.join(root, "annotations", "captions_train.json"), "w") as f:
+        json.dump(data, f)
+
+
+def test_ids_and_file_names_of_the_wrong_type_are_bad_records(tmp_path):
+    # A list or object category_id once crashed preparing with "TypeError: unhashable type".
+    manual = str(tmp_path / "manual")
+    write_labelled_manual_dir(manual, {1: {"category_id": [10]}, 2: {"category_id": {"id": 11}}})
+    json_path = os.path.join(manual, "annotations", "captions_train.json")
+    with pytest.raises(errors.BadRecordError, match=r"images\[1\]: category_id must be an integer or a string, "
+                                                    r"got \[10\]") as raised:
+        ktfds.from_tfds("kerasmm_local_coco/labelled", data_dir=str(tmp_path / "tfds"), manual_dir=manual)
+    assert json_path in str(raised.value)
+
+    ds = ktfds.from_tfds("kerasmm_local_coco/labelled", data_dir=str(tmp_path / "tfds_skip"), manual_dir=manual,
+                         on_error="skip", target="label", batch_size=8, image_size=8)
+    skipped = sorted(ds.skipped_records)
+    assert skipped == [
+        (f"{json_path}: annotation 1", "image_id 1 has no image"),
+        (f"{json_path}: annotation 2", "image_id 2 has no image"),
+        (f"{json_path}: annotation 9", "image_id [0] has no image"),
+        (f"{json_path}: images[1]", "category_id must be an integer or a string, got [10]"),
+        (f"{json_path}: images[2]", "category_id must be an integer or a string, got {'id': 11}"),
+    ]
+    (_, labels), = list(ds)
+    assert sorted(labels.numpy().tolist()) == [0, 1]  # images 0 and 3: categories 10 and 11
+
+    manual = str(tmp_path / "file_name")
+    write_labelled_manual_dir(manual, {3: {"file_name": ["3.png"]}})
+    with pytest.raises(errors.BadRecordError, match=r"images\[3\]: file_name must be a non-empty string"):
+        ktfds.from_tfds("kerasmm_local_coco", data_dir=str(tmp_path / "tfds_file_name"), manual_dir=manual)
+
+
+def test_a_category_with_an_id_of_the_wrong_type_is_an_error_whatever_on_error(tmp_path):
+    manual = str(tmp_path / "manual")
+    write_labelled_manual_dir(manual, categories=[{"id": 10, "name": "ten"}, {"id": [11], "name": "eleven"}])
+    with pytest.raises(ValueError, match=r"captions_train.json: categories\[1\] needs an integer or string 'id', "
+                                         r"got \[11\]"):
+        ktfds.from_tfds("kerasmm_local_coco/labelled", data_dir=str(tmp_path / "tfds"), manual_dir=manual,
+                        on_error="skip")
+
+
 def test_argument_errors(data_dir):
     with pytest.raises(ValueError, match="captions must be one of"):
         ktfds.from_tfds("kerasmm_local_coco", data_dir=data_dir, captions="every")

@@ -362,7 +362,7 @@ def test_refuses_the_wrong_modality_and_bad_settings(presets):
         KerasHubImageEncoder(presets["vit"][0], pooling="max")
     with pytest.raises(ValueError, match="pooling='first' needs a token sequence"):
         KerasHubImageEncoder(presets["resnet"][0], pooling="first")
-    with pytest.raises(ValueError, match="unfreeze_last must be a positive int"):
+    with pytest.raises(ValueError, match="unfreeze_last must be None or a positive int"):
         KerasHubTextEncoder(presets["bert"][0], trainable_backbone=False, unfreeze_last=0)
     with pytest.raises(ValueError, match="trainable_backbone must be True or False"):
         KerasHubTextEncoder(presets["bert"][0], trainable_backbone="no")

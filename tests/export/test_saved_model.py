@@ -12,6 +12,7 @@ import tensorflow as tf
 import kerasmm
 from kerasmm.data import image_ops
 from kerasmm.export import signatures, warmup
+from kerasmm.models.captioner import captioner_serving
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,17 @@ def test_models_that_cannot_be_exported_are_named():
         kerasmm.export.family(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
 
 
+def test_only_kerasmm_tasks_are_exported(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"Cannot export a Sequential: it is not a kerasmm task.*"
+                                         r"MultimodalClassifier, DualEncoder, Captioner and TextToImage"):
+        kerasmm.export.saved_model(model, tmp_path / "plain")
+    assert not os.path.exists(tmp_path / "plain" / "1")
+    # The base task declares no signatures: a new task class must override them.
+    with pytest.raises(NotImplementedError, match="Sequential declares no serving signatures"):
+        kerasmm.models.ZooTask.serving_signatures(model, tf.Module(), str(tmp_path))
+
+
 def test_in_graph_detokenize_matches_keras_hub_on_suffix_pieces(tmp_path):
     vocabulary = ["[PAD]", "[UNK]", "[START]", "[END]", "##", "###", "##a", "a", "b", "##b", "ab", "##é", "é", ".",
                   "##.", "#"]
@@ -118,7 +130,7 @@ def test_in_graph_detokenize_matches_keras_hub_on_suffix_pieces(tmp_path):
     path = str(tmp_path / "vocabulary.txt")
     table = signatures._id_table(signatures._write_lines(path, vocabulary, "token"))
     ids = np.random.default_rng(0).integers(0, len(vocabulary), size=(2000, 6)).astype("int32")
-    ours = signatures.detokenize(table, ids, (0, 2, 3)).numpy()
+    ours = captioner_serving.detokenize(table, ids, (0, 2, 3)).numpy()
     kept = tf.ragged.boolean_mask(tf.constant(ids), tf.constant(~np.isin(ids, [0, 2, 3])))
     tf_text = tokenizer._fast_word_piece.detokenize(kept).numpy()  # the tensorflow-text op
     python = [t.encode() for t in tokenizer._detokenize_python(kept.to_list())]

@@ -20,8 +20,8 @@ import tensorflow as tf
 
 import kerasmm
 from kerasmm.data import audio_ops, image_ops
-from kerasmm.export import signatures
 from kerasmm.losses.contrastive import MAX_LOGIT_SCALE
+from kerasmm.models.captioner.captioner_serving import caption_scores
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "serve_exported.py")
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -118,8 +118,7 @@ def captioner_reference(model, raw, local, options):
             tokens = model.generate(features, return_tokens=True, **options)
             captions.append(model.detokenize(tokens)[0].encode())
             context = {k: v for k, v in model.preprocessor(features).items() if k != "tokens"}
-            scores.append(float(signatures.caption_scores(model, context, tf.constant(tokens), model.start_id,
-                                                          model.end_id)[0]))
+            scores.append(float(caption_scores(model, context, tf.constant(tokens), model.start_id, model.end_id)[0]))
         expected[signature] = [{"captions": np.array(captions, dtype=object), "scores": np.array(scores)}]
         requests[signature] = [{f"{m}_bytes": raw[f"{m}_bytes"] for m in subset}]
     return expected, requests

@@ -4,9 +4,9 @@ import keras
 import keras_hub
 from keras import ops
 
+from kerasmm import validation
 from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
 from kerasmm.models.captioner.captioner_preprocessor import CONTEXT_MODALITIES
-from kerasmm.encoders.base import check_dropout, check_positive_int
 from kerasmm.layers import ModalityDropout
 
 
@@ -82,13 +82,12 @@ class CaptionerBackbone(keras_hub.models.Backbone):
             ("num_layers", num_layers),
             ("num_heads", num_heads),
         ):
-            check_positive_int(name, key, value)
-        intermediate_dim = check_positive_int(name, "intermediate_dim", intermediate_dim, allow_none=True)
-        if isinstance(num_encoder_layers, bool) or not isinstance(num_encoder_layers, int) or num_encoder_layers < 0:
-            raise ValueError(f"{name}: num_encoder_layers must be an int >= 0, got {num_encoder_layers!r}.")
+            validation.positive_int(f"{name}: {key}", value)
+        intermediate_dim = validation.positive_int(f"{name}: intermediate_dim", intermediate_dim, allow_none=True)
+        validation.non_negative_int(f"{name}: num_encoder_layers", num_encoder_layers)
         if hidden_dim % num_heads:
             raise ValueError(f"{name}: hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads}).")
-        dropout = check_dropout(name, dropout)
+        dropout = validation.rate(f"{name}: dropout", dropout)
         built = resolve_encoders(encoders, slot="context")
         unknown = [m for m in built if m not in CONTEXT_MODALITIES]
         if unknown:

@@ -3,7 +3,14 @@
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
 from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
 from kerasmm.models.captioner.captioner_task import Captioner
-from kerasmm.models.preset_parts import build_encoders, compiled, component, tokenizer_for
+from kerasmm.models.preset_parts import (
+    build_encoders,
+    compiled,
+    component,
+    input_sizes,
+    preprocessor_for,
+    tokenizer_for,
+)
 
 # Every setting a captioner entry takes (`zoo.get` overrides are checked against these), with its default.
 SETTINGS = {
@@ -32,23 +39,11 @@ TASK = ("label_smoothing", "sampler")
 
 def build(**settings):
     """A compiled `Captioner` from an entry's settings (see `SETTINGS`)."""
-    encoders, _ = build_encoders(settings["encoders"], settings["vocabulary"], settings["image_size"],
-                                 settings["sequence_length"])
+    encoders, _ = build_encoders(settings)
     tokenizer = tokenizer_for(settings["vocabulary"])
-    backbone = CaptionerBackbone(
-        encoders=encoders,
-        vocabulary_size=tokenizer.vocabulary_size(),
-        image_size=settings["image_size"] if "image" in encoders else None,
-        audio_length=settings["audio_length"] if "audio" in encoders else None,
-        **component(settings, BACKBONE),
-    )
-    preprocessor = CaptionerPreprocessor(
-        modalities=backbone.modalities,
-        tokenizer=tokenizer,
-        sequence_length=backbone.sequence_length,
-        image_size=backbone.image_size,
-        audio_length=backbone.audio_length,
-    )
+    backbone = CaptionerBackbone(encoders=encoders, vocabulary_size=tokenizer.vocabulary_size(),
+                                 **input_sizes(settings, encoders), **component(settings, BACKBONE))
+    preprocessor = preprocessor_for(backbone, tokenizer, CaptionerPreprocessor)
     model = Captioner(backbone, preprocessor=preprocessor, compile=False, **component(settings, TASK))
     return compiled(model, settings["learning_rate"])
 

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerasmm import generation
+from kerasmm import generation, validation
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
 from kerasmm.models.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
@@ -54,10 +54,7 @@ class Captioner(ZooTask):
                  **kwargs):
         if not isinstance(backbone, CaptionerBackbone):
             raise ValueError(f"backbone must be a CaptionerBackbone, got {type(backbone).__name__}.")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
-            0.0 <= label_smoothing < 1.0
-        ):
-            raise ValueError(f"label_smoothing must be a float in [0, 1), got {label_smoothing!r}.")
+        label_smoothing = validation.rate("label_smoothing", label_smoothing)
         if isinstance(sampler, str):
             generation.get_sampler(sampler)  # unknown names fail here, not at the first generate
 
@@ -66,7 +63,7 @@ class Captioner(ZooTask):
         self.preprocessor = preprocessor
 
         # === Config === (before the functional init, whose default compile reads it)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = label_smoothing
         self.sampler = sampler
         if preprocessor is not None:
             start_id = preprocessor.start_id if start_id is None else start_id
@@ -199,14 +196,13 @@ class Captioner(ZooTask):
         limit = self.backbone.sequence_length
         if max_length is None:
             return limit
-        if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 2:
-            raise ValueError(f"max_length must be an int >= 2 (the start token + 1), got {max_length!r}.")
+        max_length = validation.int_at_least("max_length (the start token + 1 word)", max_length, 2)
         if max_length > limit:
             raise ValueError(
                 f"max_length={max_length} is beyond the decoder's positional range: this model has "
                 f"{limit} positions (sequence_length)."
             )
-        return int(max_length)
+        return max_length
 
     def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False):
         """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
@@ -262,6 +258,24 @@ class Captioner(ZooTask):
         ragged = tf.ragged.boolean_mask(tf.constant(tokens, tf.int32), tf.constant(keep))
         text = self.preprocessor.tokenizer.detokenize(ragged)
         return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in np.asarray(text).reshape(-1)]
+
+    # --- serving (kerasmm.export) ---------------------------------------------------
+
+    serving_family = "captioner"
+
+    def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
+                           scores=True, jit_compile=False):
+        """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
+
+        `serving_default(image_bytes, [audio_bytes])` (and `caption_<modality>` with several
+        modalities) → `captions`, `scores` (see `kerasmm.models.captioner.captioner_serving`).
+        """
+        from kerasmm.models.captioner import captioner_serving  # imports kerasmm.export, only when exporting
+
+        return captioner_serving.serving_signatures(
+            self, module, staging, sample_rate, sampler=sampler, max_length=max_length, num_beams=num_beams,
+            scores=scores, jit_compile=jit_compile,
+        )
 
     def get_config(self):
         config = super().get_config()

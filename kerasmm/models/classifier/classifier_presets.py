@@ -3,8 +3,7 @@
 from kerasmm import data
 from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone
 from kerasmm.models.classifier.classifier_task import MultimodalClassifier
-from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
-from kerasmm.models.preset_parts import build_encoders, compiled, component
+from kerasmm.models.preset_parts import build_encoders, compiled, component, input_sizes, preprocessor_for
 
 # Every setting a classifier entry takes (`zoo.get` overrides are checked against these), with its default.
 SETTINGS = {
@@ -33,22 +32,14 @@ def build(**settings):
         settings["class_names"] = list(data.label_names(settings["task"]))
     if settings["num_classes"] is None:
         settings["num_classes"] = len(settings["class_names"])
-    encoders, tokenizer = build_encoders(settings["encoders"], settings["vocabulary"], settings["image_size"],
-                                         settings["sequence_length"])
+    encoders, tokenizer = build_encoders(settings)
     backbone = MultimodalBackbone(
         encoders=encoders,
-        image_size=settings["image_size"] if "image" in encoders else None,
         sequence_length=settings["sequence_length"] if "text" in encoders else None,
-        audio_length=settings["audio_length"] if "audio" in encoders else None,
+        **input_sizes(settings, encoders),
         **component(settings, BACKBONE),
     )
-    preprocessor = MultimodalPreprocessor(
-        modalities=backbone.modalities,
-        tokenizer=tokenizer,
-        sequence_length=backbone.sequence_length,
-        image_size=backbone.image_size,
-        audio_length=backbone.audio_length,
-    )
+    preprocessor = preprocessor_for(backbone, tokenizer)
     model = MultimodalClassifier(backbone=backbone, preprocessor=preprocessor, compile=False,
                                  **component(settings, TASK))
     return compiled(model, settings["learning_rate"])
@@ -58,7 +49,8 @@ def build(**settings):
 PRESETS = [
     {
         "names": ["weighted_sum_classifier"],
-        "description": "Image (CNN) + text (transformer) fused by a learnable softmax-weighted sum: a·X_image + b·X_text.",
+        "description": "Image (CNN) + text (transformer) fused by a learnable softmax-weighted sum: "
+        "a·X_image + b·X_text.",
         "full": {
             "encoders": {
                 "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64, 128]},
@@ -99,7 +91,8 @@ PRESETS = [
     },
     {
         "names": ["vqa_classifier"],
-        "description": "Question tokens attend to ViT image patches (cross-attention), pooled, then an answer classifier.",
+        "description": "Question tokens attend to ViT image patches (cross-attention), pooled, "
+        "then an answer classifier.",
         "full": {
             "task": "vqa",
             "encoders": {

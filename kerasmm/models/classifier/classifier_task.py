@@ -2,6 +2,7 @@
 
 import keras
 
+from kerasmm import validation
 from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone
 from kerasmm.models.task import ZooTask
 
@@ -47,8 +48,7 @@ class MultimodalClassifier(ZooTask):
     ):
         if not isinstance(backbone, MultimodalBackbone):
             raise ValueError(f"backbone must be a MultimodalBackbone, got {type(backbone).__name__}.")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+        num_classes = validation.int_at_least("num_classes", num_classes, 2)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != num_classes:
@@ -92,6 +92,21 @@ class MultimodalClassifier(ZooTask):
         if metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    # --- serving (kerasmm.export) ---------------------------------------------------
+
+    serving_family = "classifier"
+
+    def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
+                           scores=True, jit_compile=False):
+        """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
+
+        `serving_default(image_bytes, text, [audio_bytes])` → `probabilities`, `label`, `label_id`,
+        `class_names` (see `kerasmm.models.classifier.classifier_serving`).
+        """
+        from kerasmm.models.classifier import classifier_serving  # imports kerasmm.export, only when exporting
+
+        return classifier_serving.serving_signatures(self, module, staging, sample_rate)
 
     def get_config(self):
         config = super().get_config()

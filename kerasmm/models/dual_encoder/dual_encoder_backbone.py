@@ -4,6 +4,7 @@
 import keras
 import keras_hub
 
+from kerasmm import validation
 from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
 
 
@@ -42,8 +43,7 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
                 "A dual encoder needs encoders for 'text' and one of 'image' or 'audio'; "
                 f"got {sorted(encoders) if isinstance(encoders, dict) else encoders!r}."
             )
-        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}.")
+        embedding_dim = validation.positive_int("embedding_dim", embedding_dim)
         built = resolve_encoders(encoders, slot="tower")
         self.encoder_layers = built
         # `dtype` (None: the global policy) reaches the projections, so a reloaded backbone keeps

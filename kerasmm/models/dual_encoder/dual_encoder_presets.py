@@ -2,8 +2,7 @@
 
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
 from kerasmm.models.dual_encoder.dual_encoder_task import CLIP_LOGIT_SCALE, DualEncoder
-from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
-from kerasmm.models.preset_parts import build_encoders, compiled, component
+from kerasmm.models.preset_parts import build_encoders, compiled, component, input_sizes, preprocessor_for
 
 # Every setting a dual-encoder entry takes (`zoo.get` overrides are checked against these), with its default.
 SETTINGS = {
@@ -27,23 +26,10 @@ TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups")
 
 def build(**settings):
     """A compiled `DualEncoder` from an entry's settings (see `SETTINGS`)."""
-    encoders, tokenizer = build_encoders(settings["encoders"], settings["vocabulary"], settings["image_size"],
-                                         settings["sequence_length"])
-    backbone = DualEncoderBackbone(
-        encoders=encoders,
-        image_size=settings["image_size"] if "image" in encoders else None,
-        audio_length=settings["audio_length"] if "audio" in encoders else None,
-        **component(settings, BACKBONE),
-    )
-    preprocessor = MultimodalPreprocessor(
-        modalities=backbone.modalities,
-        tokenizer=tokenizer,
-        sequence_length=backbone.sequence_length,
-        image_size=backbone.image_size,
-        audio_length=backbone.audio_length,
-        presence_masks=False,
-        text_from_targets=True,
-    )
+    encoders, tokenizer = build_encoders(settings)
+    backbone = DualEncoderBackbone(encoders=encoders, **input_sizes(settings, encoders),
+                                   **component(settings, BACKBONE))
+    preprocessor = preprocessor_for(backbone, tokenizer, presence_masks=False, text_from_targets=True)
     model = DualEncoder(backbone, preprocessor=preprocessor, compile=False, **component(settings, TASK))
     return compiled(model, settings["learning_rate"])
 

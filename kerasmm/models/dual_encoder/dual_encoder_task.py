@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from kerasmm import validation
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
 from kerasmm.models.task import ZooTask
 from kerasmm.losses import contrastive
@@ -52,10 +53,8 @@ class DualEncoder(ZooTask):
                  logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", **kwargs):
         if not isinstance(backbone, DualEncoderBackbone):
             raise ValueError(f"backbone must be a DualEncoderBackbone, got {type(backbone).__name__}.")
-        if retrieval_groups not in ("rows", "targets"):
-            raise ValueError(f"retrieval_groups must be 'rows' or 'targets', got {retrieval_groups!r}.")
-        if loss not in contrastive.LOSSES:
-            raise ValueError(f"loss must be one of {contrastive.LOSSES}, got {loss!r}.")
+        validation.one_of("retrieval_groups", retrieval_groups, ("rows", "targets"))
+        validation.one_of("loss", loss, contrastive.LOSSES)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -168,6 +167,22 @@ class DualEncoder(ZooTask):
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         return probs / probs.sum(axis=1, keepdims=True)
+
+    # --- serving (kerasmm.export) ---------------------------------------------------
+
+    serving_family = "dual_encoder"
+
+    def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
+                           scores=True, jit_compile=False):
+        """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
+
+        `encode_<query>`, `encode_text` → `embedding`; `score` (= `serving_default`) →
+        `similarity`, `logits`, `probabilities`; the towers are `_tower`'s (see
+        `kerasmm.models.dual_encoder.dual_encoder_serving`).
+        """
+        from kerasmm.models.dual_encoder import dual_encoder_serving  # imports kerasmm.export, only when exporting
+
+        return dual_encoder_serving.serving_signatures(self, module, staging, sample_rate)
 
     def get_config(self):
         config = super().get_config()

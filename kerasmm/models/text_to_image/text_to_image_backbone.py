@@ -4,6 +4,7 @@
 import keras
 import keras_hub
 
+from kerasmm import validation
 from kerasmm.models.backbone_parts import resolve_encoders
 
 
@@ -28,8 +29,7 @@ class TextToImageBackbone(keras_hub.models.Backbone):
     """
 
     def __init__(self, text_encoder, sequence_length, dtype=None, **kwargs):
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1:
-            raise ValueError(f"sequence_length must be a positive int, got {sequence_length!r}.")
+        sequence_length = validation.positive_int("sequence_length", sequence_length)
         # === Layers ===
         self.text_encoder = resolve_encoders({"text": text_encoder})["text"]
 

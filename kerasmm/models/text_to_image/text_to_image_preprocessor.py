@@ -5,6 +5,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.models.backbone_parts import image_pair
 
 
@@ -43,8 +44,7 @@ class TextToImagePreprocessor(keras_hub.models.Preprocessor):
         super().__init__(**kwargs)
         if tokenizer is None:
             raise ValueError("A text-to-image preprocessor needs a tokenizer.")
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1:
-            raise ValueError(f"sequence_length must be a positive int, got {sequence_length!r}.")
+        sequence_length = validation.positive_int("sequence_length", sequence_length)
         if image_size is None and image_converter is None:
             raise ValueError("A text-to-image preprocessor needs image_size=(height, width).")
         self.tokenizer = tokenizer

@@ -26,7 +26,7 @@ def build(**settings):
             f"got {sorted(encoders) if isinstance(encoders, dict) else encoders!r}."
         )
     image_size, sequence_length = settings["image_size"], settings["sequence_length"]
-    built, tokenizer = build_encoders(encoders, settings["vocabulary"], image_size, sequence_length)
+    built, tokenizer = build_encoders(settings)
     backbone = TextToImageBackbone(built["text"], sequence_length=sequence_length)
     preprocessor = TextToImagePreprocessor(tokenizer=tokenizer, sequence_length=sequence_length, image_size=image_size)
     model = TextToImage(backbone, image_size=image_size, filters=settings["filters"], preprocessor=preprocessor,

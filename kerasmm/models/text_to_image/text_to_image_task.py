@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.models.backbone_parts import image_pair
 from kerasmm.models.text_to_image.text_to_image_backbone import TextToImageBackbone
 from kerasmm.models.task import ZooTask
@@ -45,11 +46,7 @@ class TextToImage(ZooTask):
     def __init__(self, backbone, image_size=32, filters=(64, 32), preprocessor=None, **kwargs):
         if not isinstance(backbone, TextToImageBackbone):
             raise ValueError(f"backbone must be a TextToImageBackbone, got {type(backbone).__name__}.")
-        filters = list(filters) if isinstance(filters, (list, tuple)) else filters
-        if not filters or not isinstance(filters, list) or any(
-            isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in filters
-        ):
-            raise ValueError(f"filters must be a non-empty list of positive ints, got {filters!r}.")
+        filters = validation.positive_ints("filters", filters)
         image_size = image_pair(image_size)
         factor = 2 ** len(filters)
         if any(s < 1 or s % factor for s in image_size):
@@ -123,6 +120,21 @@ class TextToImage(ZooTask):
             raise ValueError(f"Text must be strings, got {type(bad[0]).__name__} values such as {bad[0]!r}.")
         images = self.predict({"text": texts.astype(object)}, batch_size=batch_size, verbose=0)
         return np.asarray(images, dtype="float32")
+
+    # --- serving (kerasmm.export) ---------------------------------------------------
+
+    serving_family = "text_to_image"
+
+    def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
+                           scores=True, jit_compile=False):
+        """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
+
+        `serving_default(text)` → `images`, `png_bytes` (see
+        `kerasmm.models.text_to_image.text_to_image_serving`).
+        """
+        from kerasmm.models.text_to_image import text_to_image_serving  # imports kerasmm.export, only when exporting
+
+        return text_to_image_serving.serving_signatures(self, module, staging, sample_rate)
 
     def get_config(self):
         config = super().get_config()
