@@ -336,13 +336,8 @@ class Index:
     def search_image(self, model, images, k=5):
         """Search the gallery with images (uint8 `[Q, H, W, 3]`): for each, its `k` best `(key, score)`.
 
-        Example:
+        Example (`model`, `features` and `index` as in `search_text`'s):
         ```python
-        import kerasmm
-        from kerasmm.search import Index
-        model = kerasmm.zoo.get("tiny_dual_encoder")
-        features, _ = kerasmm.data.shapes_arrays(num_examples=8, image_size=32)
-        index = Index.from_images(model, images=features["image"])
         index.search_image(model, features["image"][:1], k=1)   # [[(0, ~1.0)]]: an image finds itself
         ```
         """

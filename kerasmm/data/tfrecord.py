@@ -648,18 +648,15 @@ def _reason(code, schema):
             if key == "audio":
                 expected = f"{schema['features']['audio']['length']} samples"
             reasons.append(f"feature {key!r} missing or not {expected}")
-    if code & _NOT_PNG:
-        reasons.append("image is not a PNG")
-    if code & _PNG_TRUNCATED:
-        reasons.append("image is a truncated PNG (no IEND chunk)")
-    if code & _PNG_SIZE:
-        reasons.append(f"image size differs from the schema's {schema['features']['image']['shape'][:2]}")
-    if code & _NOT_EXAMPLE:
-        reasons.append("not a tf.train.Example with the schema's feature types")
-    if code & _PNG_UNDECODABLE:
-        reasons.append("image PNG fails to decode")
-    if code & _LABEL_RANGE:
-        reasons.append("label outside the int32 range of the targets")
+    image_shape = schema["features"].get("image", {}).get("shape", [])[:2]
+    reasons += [reason for bit, reason in (
+        (_NOT_PNG, "image is not a PNG"),
+        (_PNG_TRUNCATED, "image is a truncated PNG (no IEND chunk)"),
+        (_PNG_SIZE, f"image size differs from the schema's {image_shape}"),
+        (_NOT_EXAMPLE, "not a tf.train.Example with the schema's feature types"),
+        (_PNG_UNDECODABLE, "image PNG fails to decode"),
+        (_LABEL_RANGE, "label outside the int32 range of the targets"),
+    ) if code & bit]
     return "; ".join(reasons)
 
 

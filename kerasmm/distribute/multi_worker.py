@@ -33,18 +33,13 @@ its own shard of the examples and batches at the per-replica batch size,
 and the model's preprocessor can run there. To run preprocessing on other
 machines, see `kerasmm.distribute.data_service`.
 
-Example:
+Example (`distribute_dataset` shows the input side):
 ```python
-import tensorflow as tf
 import kerasmm
 strategy = kerasmm.distribute.get_strategy()        # MWMS when TF_CONFIG names a cluster
 with strategy.scope():
     model = kerasmm.zoo.get("tiny_weighted_sum_classifier")
-features, labels = kerasmm.data.shapes_arrays(num_examples=64)
-dataset = kerasmm.distribute.distribute_dataset(
-    strategy, lambda context: tf.data.Dataset.from_tensor_slices((features, labels)),
-    global_batch_size=16, preprocessor=model.preprocessor)
-model.fit(dataset, epochs=2)
+model.fit(kerasmm.data.shapes(num_examples=64, batch_size=16), epochs=2)
 ```
 """
 

@@ -452,16 +452,9 @@ class EfficientNetImageEncoder(_ApplicationImageEncoder):
         variant: str. "EfficientNetB0".."EfficientNetB7",
             "EfficientNetV2B0".."EfficientNetV2B3", "EfficientNetV2S",
             "EfficientNetV2M" or "EfficientNetV2L".
-        weights_path: str or None. A local weights file for the
-            `include_top=False` backbone of `variant` (a Keras 3
-            `.weights.h5` file, or a legacy `.h5` such as
-            `efficientnetb0_notop.h5`). kerasmm never downloads; "imagenet"
-            is refused. `get_config` records None: a saved `.keras` model
-            carries the weights itself.
-        trainable_backbone: bool. False freezes the backbone (its batch
-            normalisation then always runs in inference mode); the
-            projection stays trainable. Also an attribute you can set later,
-            e.g. to unfreeze the backbone for fine-tuning.
+        weights_path: str or None. As for `ResNetImageEncoder` (a legacy
+            file here is e.g. `efficientnetb0_notop.h5`).
+        trainable_backbone: bool. As for `ResNetImageEncoder`.
 
     Example:
     ```python

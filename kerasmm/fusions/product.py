@@ -16,10 +16,7 @@ class ProductFusion(ProjectedFusion):
     modality with its own `Dense` first. The returned weights are equal over
     the present modalities.
 
-    Args:
-        projection_dim: optional positive int; width of a per-modality
-            `Dense` projection applied before the product.
-        modalities, modality_dropout, seed: see `kerasmm.fusions.Fusion`.
+    Args: as for `WeightedSumFusion` (`projection_dim` projects before the product).
 
     Example:
     ```python

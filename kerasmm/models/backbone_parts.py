@@ -1,6 +1,7 @@
 """What the family backbones share: symbolic inputs of the backbone contract, encoders from specs and back."""
 
 import keras
+import keras_hub
 
 from kerasmm import encoders as encoder_registry
 from kerasmm.models.multimodal_preprocessor import MODALITIES
@@ -56,3 +57,34 @@ def image_pair(size):
     if len(size) != 2:
         raise ValueError(f"image_size must be an int or (height, width), got {size!r}.")
     return size
+
+
+class EncodersBackbone(keras_hub.models.Backbone):
+    """Base of the backbones built on encoders by modality: the config of their encoders and input sizes.
+
+    A subclass sets `encoder_layers` before building its functional model,
+    calls `_set_inputs` after, and adds its own settings to `get_config`.
+    """
+
+    def _set_inputs(self, modalities, image_size, sequence_length, audio_length):
+        """Record the modalities and input sizes the backbone was built for (what `get_config` saves)."""
+        self.modalities = modalities
+        self.image_size = image_size
+        self.sequence_length = sequence_length
+        self.audio_length = audio_length
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "encoders": serialize_encoders(self.encoder_layers),
+            "image_size": self.image_size,
+            "sequence_length": self.sequence_length,
+            "audio_length": self.audio_length,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoders"] = deserialize_encoders(config["encoders"])
+        return super().from_config(config)

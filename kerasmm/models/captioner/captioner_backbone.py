@@ -5,13 +5,13 @@ import keras_hub
 from keras import ops
 
 from kerasmm import validation
-from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
+from kerasmm.models.backbone_parts import EncodersBackbone, image_pair, model_inputs, resolve_encoders
 from kerasmm.models.captioner.captioner_preprocessor import CONTEXT_MODALITIES
 from kerasmm.layers import ModalityDropout
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
-class CaptionerBackbone(keras_hub.models.Backbone):
+class CaptionerBackbone(EncodersBackbone):
     """Context encoders (image and/or audio) and a causal decoder that attends to them.
 
     Each context encoder's `"sequence"` (ViT patches, a CNN feature grid,
@@ -146,17 +146,14 @@ class CaptionerBackbone(keras_hub.models.Backbone):
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
-        self.modalities = modalities
+        self._set_inputs(modalities, image_size, sequence_length, audio_length)
         self.vocabulary_size = vocabulary_size
-        self.sequence_length = sequence_length
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.num_encoder_layers = num_encoder_layers
         self.dropout = dropout
-        self.image_size = image_size
-        self.audio_length = audio_length
 
     def encode_context(self, inputs, training=None):
         """`(context [B, S, D], context_mask [B, S] bool)` from the context modalities of `inputs`."""
@@ -225,9 +222,7 @@ class CaptionerBackbone(keras_hub.models.Backbone):
         config = super().get_config()
         config.update(
             {
-                "encoders": serialize_encoders(self.encoder_layers),
                 "vocabulary_size": self.vocabulary_size,
-                "sequence_length": self.sequence_length,
                 "hidden_dim": self.hidden_dim,
                 "num_layers": self.num_layers,
                 "num_heads": self.num_heads,
@@ -235,14 +230,6 @@ class CaptionerBackbone(keras_hub.models.Backbone):
                 "num_encoder_layers": self.num_encoder_layers,
                 "dropout": self.dropout,
                 "modality_dropout": self.modality_dropout.rate,
-                "image_size": self.image_size,
-                "audio_length": self.audio_length,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoders"] = deserialize_encoders(config["encoders"])
-        return super().from_config(config)

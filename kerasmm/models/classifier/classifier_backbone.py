@@ -1,16 +1,15 @@
 """The classifier family's backbone: encoders + fusion as one functional model."""
 
 import keras
-import keras_hub
 
 from kerasmm import fusions as fusion_registry
-from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
+from kerasmm.models.backbone_parts import EncodersBackbone, image_pair, model_inputs, resolve_encoders
 from kerasmm.models.multimodal_preprocessor import MODALITIES
 from kerasmm.registry import resolve
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
-class MultimodalBackbone(keras_hub.models.Backbone):
+class MultimodalBackbone(EncodersBackbone):
     """Per-modality encoders whose outputs a fusion layer combines.
 
     Inputs follow the backbone contract: `"image"` float32 `[B,H,W,3]` in
@@ -78,27 +77,15 @@ class MultimodalBackbone(keras_hub.models.Backbone):
         super().__init__(inputs=inputs, outputs=fused, dtype=dtype, **kwargs)
 
         # === Config ===
-        self.modalities = modalities
-        self.image_size = image_size
-        self.sequence_length = sequence_length
-        self.audio_length = audio_length
+        self._set_inputs(modalities, image_size, sequence_length, audio_length)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "encoders": serialize_encoders(self.encoder_layers),
-                "fusion": keras.layers.serialize(self.fusion),
-                "image_size": self.image_size,
-                "sequence_length": self.sequence_length,
-                "audio_length": self.audio_length,
-            }
-        )
+        config.update({"fusion": keras.layers.serialize(self.fusion)})
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["encoders"] = deserialize_encoders(config["encoders"])
         config["fusion"] = keras.layers.deserialize(config["fusion"])
         return super().from_config(config)

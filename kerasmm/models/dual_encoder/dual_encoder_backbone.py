@@ -2,15 +2,14 @@
 
 
 import keras
-import keras_hub
 
 from kerasmm import validation
-from kerasmm.models.backbone_parts import deserialize_encoders, image_pair, model_inputs, resolve_encoders, serialize_encoders
+from kerasmm.models.backbone_parts import EncodersBackbone, image_pair, model_inputs, resolve_encoders
 
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
-class DualEncoderBackbone(keras_hub.models.Backbone):
+class DualEncoderBackbone(EncodersBackbone):
     """Two towers, each encoder → linear projection → L2 normalisation.
 
     Inputs: the two modalities of the backbone contract (e.g. `"image"` and
@@ -68,11 +67,8 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
-        self.modalities = modalities
+        self._set_inputs(modalities, image_size, sequence_length, audio_length)
         self.embedding_dim = embedding_dim
-        self.image_size = image_size
-        self.sequence_length = sequence_length
-        self.audio_length = audio_length
 
     @property
     def query_modality(self):
@@ -81,19 +77,5 @@ class DualEncoderBackbone(keras_hub.models.Backbone):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "encoders": serialize_encoders(self.encoder_layers),
-                "embedding_dim": self.embedding_dim,
-                "image_size": self.image_size,
-                "sequence_length": self.sequence_length,
-                "audio_length": self.audio_length,
-            }
-        )
+        config.update({"embedding_dim": self.embedding_dim})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoders"] = deserialize_encoders(config["encoders"])
-        return super().from_config(config)
