@@ -1,8 +1,9 @@
 """The model zoo: `kerasmm.zoo.get(name, **overrides)` → a compiled model.
 
 Each entry is a small architecture dict plus the builder that turns it into
-a model; the families' entries live in `kerasmm/models/<family>/<family>_presets.py`. Every entry has a `tiny_<name>` twin for tests; `list()` leaves the
-tiny twins out unless asked.
+a model; each family's entries are in `kerasmm/models/<family>/<family>_presets.py`.
+Every entry has a `tiny_<name>` twin for tests; `list()` leaves the tiny
+twins out unless asked.
 
 Example:
 ```python

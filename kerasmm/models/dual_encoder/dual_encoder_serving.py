@@ -7,7 +7,7 @@
   (softmax over the texts, or a sigmoid for SigLIP models); also
   `serving_default`.
 
-The towers are the model's own (`DualEncoder._tower`).
+The towers are the model's own (`DualEncoder.tower`).
 """
 
 import tensorflow as tf
@@ -21,7 +21,7 @@ def serving_signatures(model, module, staging, sample_rate):
     """`(functions, modalities, extra_metadata)` of a dual encoder (it writes no assets)."""
     preprocessor = model.preprocessor
     query = model.query_modality
-    towers = {m: model._tower(m) for m in (query, "text")}
+    towers = {m: model.tower(m) for m in (query, "text")}
     sigmoid = getattr(model, "contrastive_loss", "contrastive") == "sigmoid"
 
     def embed(modality, request):

@@ -122,7 +122,8 @@ class DualEncoder(ZooTask):
 
     # --- inference helpers (raw inputs in, numpy out) --------------------------
 
-    def _tower(self, modality):
+    def tower(self, modality):
+        """The functional sub-model preprocessed `modality` input → its unit-length embedding."""
         # Cached outside Keras' attribute tracking, so the sub-models are not saved.
         towers = self.__dict__.setdefault("_tower_cache", {})
         if modality not in towers:
@@ -135,7 +136,7 @@ class DualEncoder(ZooTask):
         if len(raw) == 0:
             raise ValueError(f"Nothing to encode: the {modality} batch is empty.")
         prepared = self.preprocessor.prepare(modality, raw) if self.preprocessor is not None else raw
-        return self._tower(modality).predict(prepared, batch_size=batch_size, verbose=0)
+        return self.tower(modality).predict(prepared, batch_size=batch_size, verbose=0)
 
     def encode_text(self, texts, batch_size=256):
         """Unit-length embeddings `[N, E]` of raw strings."""
@@ -177,7 +178,7 @@ class DualEncoder(ZooTask):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `encode_<query>`, `encode_text` → `embedding`; `score` (= `serving_default`) →
-        `similarity`, `logits`, `probabilities`; the towers are `_tower`'s (see
+        `similarity`, `logits`, `probabilities`; the towers are `tower`'s (see
         `kerasmm.models.dual_encoder.dual_encoder_serving`).
         """
         from kerasmm.models.dual_encoder import dual_encoder_serving  # imports kerasmm.export, only when exporting
