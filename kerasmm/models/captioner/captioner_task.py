@@ -8,6 +8,7 @@ from keras import ops
 
 from kerasmm import generation, validation
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
+from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
 from kerasmm.metrics.caption import Bleu, CiderD
@@ -49,6 +50,10 @@ class Captioner(ZooTask):
     model.generate(images, max_length=12)        # a list of caption strings
     ```
     """
+
+    # What keras-hub's `from_preset` builds this task from.
+    backbone_cls = CaptionerBackbone
+    preprocessor_cls = CaptionerPreprocessor
 
     def __init__(self, backbone, preprocessor=None, label_smoothing=0.0, sampler="greedy", start_id=None, end_id=None,
                  **kwargs):

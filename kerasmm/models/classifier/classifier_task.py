@@ -4,6 +4,7 @@ import keras
 
 from kerasmm import validation
 from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone
+from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.models.task import ZooTask
 
 
@@ -34,6 +35,10 @@ class MultimodalClassifier(ZooTask):
     model.predict(data)
     ```
     """
+
+    # What keras-hub's `from_preset` builds this task from.
+    backbone_cls = MultimodalBackbone
+    preprocessor_cls = MultimodalPreprocessor
 
     def __init__(
         self,

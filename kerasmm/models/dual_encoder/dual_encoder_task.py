@@ -7,6 +7,7 @@ import numpy as np
 
 from kerasmm import validation
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
+from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses import contrastive
 from kerasmm.metrics import RetrievalMetrics
@@ -48,6 +49,10 @@ class DualEncoder(ZooTask):
     text = model.encode_text(["a small red circle"])
     ```
     """
+
+    # What keras-hub's `from_preset` builds this task from.
+    backbone_cls = DualEncoderBackbone
+    preprocessor_cls = MultimodalPreprocessor
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
                  logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", **kwargs):

@@ -9,6 +9,7 @@ import tensorflow as tf
 from kerasmm import validation
 from kerasmm.models.backbone_parts import image_pair
 from kerasmm.models.text_to_image.text_to_image_backbone import TextToImageBackbone
+from kerasmm.models.text_to_image.text_to_image_preprocessor import TextToImagePreprocessor
 from kerasmm.models.task import ZooTask
 
 
@@ -42,6 +43,10 @@ class TextToImage(ZooTask):
     images = model.generate(["a large red circle", "a small blue square"])  # (2, 32, 32, 3)
     ```
     """
+
+    # What keras-hub's `from_preset` builds this task from.
+    backbone_cls = TextToImageBackbone
+    preprocessor_cls = TextToImagePreprocessor
 
     def __init__(self, backbone, image_size=32, filters=(64, 32), preprocessor=None, **kwargs):
         if not isinstance(backbone, TextToImageBackbone):
