@@ -1,10 +1,11 @@
-"""Pretrained encoders from local keras-hub presets: `"keras_hub_image"` and `"keras_hub_text"`.
+"""Pretrained encoders from keras-hub presets: `"keras_hub_image"` and `"keras_hub_text"`.
 
 Each wraps a keras-hub backbone (ViT, ResNet, CLIP / SigLIP vision or text
 towers, BERT, ...) loaded with `keras_hub.models.Backbone.from_preset` from a
-**local** preset directory (`config.json` + `model.weights.h5`, as written by
-`backbone.save_to_preset(dir)`). kerasmm never downloads: builtin preset names
-("bert_base_en"), `kaggle://`, `hf://` and other remote locations are refused.
+local preset directory (`config.json` + `model.weights.h5`, as written by
+`backbone.save_to_preset(dir)`), or from a preset name or `kaggle://` /
+`hf://` handle, downloaded once into keras-hub's cache when named (see
+`kerasmm.encoders.presets`).
 A full CLIP or SigLIP preset (a `CLIPBackbone` / `SigLIPBackbone`) gives its
 vision tower to `"keras_hub_image"` and its text tower to `"keras_hub_text"`.
 
@@ -35,7 +36,7 @@ from kerasmm import validation
 from kerasmm.backend_compat import flatten_layers
 from kerasmm.encoders import register
 from kerasmm.encoders.base import Encoder
-from kerasmm.encoders.text import _local_preset_dir
+from kerasmm.encoders.presets import local_preset
 from kerasmm.layers.masked_ops import masked_mean
 
 # Image towers whose sequence starts with a class token ("auto" pooling takes it).
@@ -54,7 +55,8 @@ def _preset_file(path, name):
 
 
 def preset_tokenizer(preset):
-    """The tokenizer saved in a local keras-hub preset directory.
+    """The tokenizer saved in a keras-hub preset (a directory, or a name or handle fetched once; see
+    `kerasmm.encoders.presets`).
 
     Use it (or `vocabulary=<preset dir>` in `kerasmm.zoo.get`) to tokenise text
     for a `"keras_hub_text"` encoder: a pretrained text backbone only makes
@@ -67,7 +69,7 @@ def preset_tokenizer(preset):
     tokenizer(["a red circle"])
     ```
     """
-    path = _local_preset_dir("preset_tokenizer", preset)
+    path = local_preset("preset_tokenizer", preset)
     if not _preset_file(path, "tokenizer.json"):
         raise ValueError(
             f"preset_tokenizer: the preset {path!r} has no tokenizer.json; save one with "
@@ -80,7 +82,7 @@ def _preset_component(owner, name, value, cls, preset, backbone):
     """`value` (an instance or its config), else the preset's own `<name>.json` component, else None."""
     value = _deserialize(owner, name, value, cls)
     if value is None and backbone is None and preset is not None:
-        path = _local_preset_dir(owner, preset)
+        path = local_preset(owner, preset)
         if _preset_file(path, f"{name}.json"):
             value = cls.from_preset(path)
     return value
@@ -207,9 +209,9 @@ class _KerasHubEncoder(Encoder):
         validation.positive_int(f"{owner}: output_dim", output_dim, allow_none=True)
         if backbone is None:
             if preset is None:
-                raise ValueError(f"{owner}: give `preset`, a local keras-hub preset directory.")
-            preset = _local_preset_dir(owner, preset)
-            backbone = self._load_preset(owner, preset, kwargs.get("dtype"))
+                raise ValueError(f"{owner}: give `preset`, a keras-hub preset directory, name or handle.")
+            backbone = self._load_preset(owner, local_preset(owner, preset), kwargs.get("dtype"))
+            preset = os.fspath(preset)  # recorded as given: a name or handle, not this machine's cache
         else:
             if preset is not None and not isinstance(preset, (str, os.PathLike)):
                 raise ValueError(f"{owner}: preset must be a path or None, got {preset!r}.")

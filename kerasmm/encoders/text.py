@@ -13,6 +13,7 @@ from keras import ops
 from kerasmm import validation
 from kerasmm.encoders import register
 from kerasmm.encoders.base import Encoder
+from kerasmm.encoders.presets import local_preset
 from kerasmm.layers.masked_ops import masked_mean
 
 _COMBINERS = ("mean", "sum")
@@ -158,35 +159,6 @@ class TextTransformerEncoder(Encoder):
         return config
 
 
-_REMOTE_MARKERS = ("://",)
-
-
-def _local_preset_dir(owner, preset):
-    """The absolute path of a local keras-hub preset directory, or ValueError.
-
-    kerasmm never downloads: builtin preset names ("bert_base_en"), URIs
-    ("kaggle://", "hf://", "gs://", ...) and missing paths are refused. The
-    path is made absolute because keras-hub resolves builtin names before
-    local directories.
-    """
-    hint = (
-        f"{owner}: kerasmm never downloads weights; `preset` must be a local keras-hub preset "
-        "directory (e.g. one written by `backbone.save_to_preset(dir)`, or a downloaded preset "
-        "copied to disk beforehand)."
-    )
-    if not isinstance(preset, (str, os.PathLike)):
-        raise ValueError(f"{hint} Got {preset!r}.")
-    preset = os.fspath(preset)
-    if any(marker in preset for marker in _REMOTE_MARKERS):
-        raise ValueError(f"{hint} Got the remote location {preset!r}.")
-    if not os.path.isdir(preset):
-        raise ValueError(f"{hint} No such local directory: {preset!r}.")
-    path = os.path.abspath(preset)
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ValueError(f"{hint} The directory {path!r} has no config.json, so it is not a preset.")
-    return path
-
-
 def _load_bert_preset(owner, path, dtype):
     with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
         saved = json.load(f)
@@ -207,9 +179,10 @@ class BertTextEncoder(Encoder):
     `output_dim` equals the backbone's `hidden_dim`.
 
     Either give the architecture (at least `vocabulary_size` and `output_dim`)
-    for a random initialisation, or `preset`, a local keras-hub preset
-    directory, to load its architecture and weights. kerasmm never downloads:
-    builtin preset names and `kaggle://` / `hf://` locations are refused.
+    for a random initialisation, or `preset` to load its architecture and
+    weights: a local keras-hub preset directory, or a preset name or
+    `kaggle://` / `hf://` handle, downloaded once into keras-hub's cache
+    (see `kerasmm.encoders.presets`).
     Architecture arguments given together with `preset` must agree with it.
 
     `get_config()` describes the architecture read back from the backbone,
@@ -283,7 +256,7 @@ class BertTextEncoder(Encoder):
         validation.boolean(f"{owner}: trainable_backbone", trainable_backbone)
 
         if preset is not None:
-            path = _local_preset_dir(owner, preset)
+            path = local_preset(owner, preset)
             backbone = _load_bert_preset(owner, path, kwargs.get("dtype"))
             clashes = {
                 k: (v, getattr(backbone, k))

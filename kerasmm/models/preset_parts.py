@@ -10,6 +10,7 @@ import keras_hub
 
 from kerasmm import data
 from kerasmm import encoders as encoder_registry
+from kerasmm.encoders.presets import is_remote
 from kerasmm.encoders.pretrained import preset_tokenizer
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.registry import resolve
@@ -28,9 +29,9 @@ def load_vocabulary(vocabulary):
 
 
 def tokenizer_for(vocabulary):
-    """The tokenizer of a vocabulary setting: a pretrained preset directory's own, else a
-    lowercasing WordPiece tokenizer (see `load_vocabulary`)."""
-    if isinstance(vocabulary, (str, os.PathLike)) and os.path.isdir(vocabulary):
+    """The tokenizer of a vocabulary setting: a keras-hub preset's own (a preset directory, name or
+    `kaggle://` / `hf://` handle), else a lowercasing WordPiece tokenizer (see `load_vocabulary`)."""
+    if isinstance(vocabulary, (str, os.PathLike)) and (os.path.isdir(vocabulary) or is_remote(vocabulary)):
         return preset_tokenizer(vocabulary)
     return keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
 

@@ -330,27 +330,46 @@ def test_zoo_model_with_a_pretrained_image_encoder(presets):
 # ---------------------------------------------------------------- bad input
 
 
-REMOTE_OR_MISSING = [
-    "bert_base_en",  # a builtin keras-hub name: keras-hub would download it from Kaggle
+REMOTE = [
+    "bert_base_en",  # a built-in keras-hub name: its Kaggle handle is fetched
     "kaggle://keras/bert/keras/bert_tiny_en_uncased/2",
     "hf://google/siglip-base-patch16-224",
-    "/no/such/kerasmm/preset",
 ]
 
 
-def test_refuses_anything_but_a_local_preset(tmp_path):
+@pytest.fixture
+def offline(monkeypatch):
+    """The hub clients keras-hub uses, failing as they do without network (tests never download)."""
+    import huggingface_hub
+    import kagglehub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Failed to resolve 'api.kaggle.com' ([Errno -2] Name or service not known)")
+
+    monkeypatch.setattr(kagglehub, "model_download", unreachable)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+
+
+def test_a_named_preset_offline_is_a_one_line_error_saying_how_to_pass_a_directory(offline):
     # One test rather than a parametrised one: each test pays a Keras session teardown.
+    for make in (KerasHubImageEncoder, KerasHubTextEncoder, preset_tokenizer):
+        for preset in REMOTE:
+            with pytest.raises(ValueError, match=r"cannot download the keras-hub preset .*ConnectionError.*"
+                                                 r"save_to_preset\(DIR\).*pass preset=DIR") as caught:
+                make(preset)
+            assert preset in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_refuses_what_is_not_a_preset(tmp_path):
     for cls in (KerasHubImageEncoder, KerasHubTextEncoder):
-        for preset in REMOTE_OR_MISSING:
-            with pytest.raises(ValueError, match="kerasmm never downloads.*local keras-hub preset directory"):
-                cls(preset)
-        with pytest.raises(ValueError, match="give `preset`, a local keras-hub preset directory"):
+        with pytest.raises(ValueError, match="neither a local preset directory nor a keras-hub preset name"):
+            cls("/no/such/kerasmm/preset")
+        with pytest.raises(ValueError, match="give `preset`, a keras-hub preset directory, name or handle"):
             cls()
-        with pytest.raises(ValueError, match="never downloads.*no config.json"):
+        with pytest.raises(ValueError, match="has no config.json, so it is not a keras-hub preset"):
             cls(str(tmp_path))
-    for preset in REMOTE_OR_MISSING:
-        with pytest.raises(ValueError, match="never downloads"):
-            preset_tokenizer(preset)
+        with pytest.raises(ValueError, match="fetches presets from kaggle:// and hf:// handles only"):
+            cls("gs://bucket/bert")
 
 
 def test_refuses_the_wrong_modality_and_bad_settings(presets):

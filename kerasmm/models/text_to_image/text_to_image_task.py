@@ -80,7 +80,8 @@ class TextToImage(ZooTask):
         # (on shapes, group norm learnt colours several times slower). Momentum 0.9, not
         # 0.99: the moving statistics `generate` uses must keep up in short trainings.
         self.norms = [
-            keras.layers.BatchNormalization(momentum=0.9, synchronized=True, dtype=policy, name=f"norm_{i}") for i in range(len(filters))
+            keras.layers.BatchNormalization(momentum=0.9, synchronized=True, dtype=policy, name=f"norm_{i}")
+            for i in range(len(filters))
         ]
         self.relus = [keras.layers.ReLU(dtype=policy, name=f"relu_{i}") for i in range(len(filters))]
         self.pixels = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", dtype="float32", name="pixels")
