@@ -4,7 +4,8 @@ Usage:
     kerasmm list [PATTERN] [--tiny] [--no-params]
 
 Parameters are counted by building each entry (a few seconds for the full
-zoo; rows print as they are counted); `--no-params` skips that. `--tiny`
+zoo; rows print as they are counted), except entries whose weights are a
+preset to download (`clip`, `siglip`: "-"); `--no-params` skips that. `--tiny`
 lists the tiny test twins instead. PATTERN is a glob (`"*classifier"`).
 
 Example:
@@ -44,10 +45,14 @@ def row(name, count_params=True):
 
     import kerasmm
 
+    from kerasmm.encoders.presets import is_remote
+
     entry = kerasmm.zoo.entry(name)
-    modalities = "+".join(sorted(entry.config.get("encoders") or ())) or "-"
+    # Entries without `encoders` are whole pretrained image-text models (clip, siglip).
+    modalities = "+".join(sorted(entry.config.get("encoders") or ("image", "text")))
     params = "-"
-    if count_params:
+    preset = entry.config.get("preset")
+    if count_params and not (preset and is_remote(preset)):  # listing never downloads a preset
         params = f"{kerasmm.zoo.get(name).count_params():,}"
         keras.backend.clear_session()
     return name, entry.task, modalities, params

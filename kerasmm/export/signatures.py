@@ -206,6 +206,10 @@ def build(model, staging, sampler=None, max_length=None, num_beams=4, sample_rat
         module.vocabulary_asset = tf.saved_model.Asset(
             _write_lines(os.path.join(staging, VOCABULARY_FILE), tokenizer.get_vocabulary(), "vocabulary token")
         )
+    if tokenizer is not None:
+        # Byte-pair (CLIP) and SentencePiece (SigLIP) tokenizers hold TF resources their graph uses (hash
+        # tables, a cache, the SentencePiece model): tracking the tokenizer puts them in the SavedModel.
+        module.tokenizer = tokenizer
     constants = _preprocessing_constants(model.preprocessor, sample_rate)
 
     # Trace every signature now (under `portable_slice_updates` unless XLA compiles the loop): the concrete

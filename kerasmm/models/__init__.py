@@ -14,7 +14,9 @@ from kerasmm.models.captioner.captioner_task import Captioner  # noqa: F401
 from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone  # noqa: F401
 from kerasmm.models.classifier.classifier_task import MultimodalClassifier  # noqa: F401
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone  # noqa: F401
-from kerasmm.models.dual_encoder.dual_encoder_task import DualEncoder  # noqa: F401
+from kerasmm.models.dual_encoder.dual_encoder_preprocessor import PretrainedDualEncoderPreprocessor  # noqa: F401
+from kerasmm.models.dual_encoder.dual_encoder_task import DualEncoder, PretrainedDualEncoder  # noqa: F401
+from kerasmm.models.dual_encoder.pretrained_dual_encoder_backbone import PretrainedDualEncoderBackbone  # noqa: F401
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor  # noqa: F401
 from kerasmm.models.task import ZooTask  # noqa: F401
 from kerasmm.models.text_to_image.text_to_image_backbone import TextToImageBackbone  # noqa: F401

@@ -25,12 +25,13 @@ from kerasmm.models.precision import (
 )
 from kerasmm.models.captioner import captioner_presets
 from kerasmm.models.classifier import classifier_presets
-from kerasmm.models.dual_encoder import dual_encoder_presets
+from kerasmm.models.dual_encoder import dual_encoder_presets, pretrained_dual_encoder_presets
 from kerasmm.models.text_to_image import text_to_image_presets
 from kerasmm.registry import Registry
 
 # Each family's presets module: SETTINGS (every setting and its default), build(**settings) and PRESETS.
-FAMILY_PRESETS = (classifier_presets, dual_encoder_presets, captioner_presets, text_to_image_presets)
+FAMILY_PRESETS = (classifier_presets, dual_encoder_presets, pretrained_dual_encoder_presets, captioner_presets,
+                  text_to_image_presets)
 
 ZOO = Registry("zoo entry", keras_serializable=False)
 TINY_PREFIX = "tiny_"

@@ -34,7 +34,7 @@ def without_randomness(name):
     """Overrides that zero every dropout the entry's architecture has."""
     config = kerasmm.zoo.entry(name).config
     encoders = {}
-    for modality, spec in config["encoders"].items():
+    for modality, spec in (config.get("encoders") or {}).items():
         params = inspect.signature(kerasmm.encoders.lookup(spec["name"]).__init__).parameters
         if "dropout" in params:
             encoders[modality] = {"dropout": 0.0}

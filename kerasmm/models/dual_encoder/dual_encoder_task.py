@@ -7,6 +7,8 @@ import numpy as np
 
 from kerasmm import validation
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
+from kerasmm.models.dual_encoder.dual_encoder_preprocessor import PretrainedDualEncoderPreprocessor
+from kerasmm.models.dual_encoder.pretrained_dual_encoder_backbone import PretrainedDualEncoderBackbone
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses import contrastive
@@ -56,8 +58,8 @@ class DualEncoder(ZooTask):
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
                  logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", **kwargs):
-        if not isinstance(backbone, DualEncoderBackbone):
-            raise ValueError(f"backbone must be a DualEncoderBackbone, got {type(backbone).__name__}.")
+        if not isinstance(backbone, self.backbone_cls):
+            raise ValueError(f"backbone must be a {self.backbone_cls.__name__}, got {type(backbone).__name__}.")
         validation.one_of("retrieval_groups", retrieval_groups, ("rows", "targets"))
         validation.one_of("loss", loss, contrastive.LOSSES)
         # === Layers ===
@@ -202,3 +204,24 @@ class DualEncoder(ZooTask):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerasmm")
+class PretrainedDualEncoder(DualEncoder):
+    """A `DualEncoder` on a whole pretrained CLIP or SigLIP model (`PretrainedDualEncoderBackbone`).
+
+    Everything of `DualEncoder` applies: `encode_image` / `encode_text`,
+    zero-shot `classify`, recall@K in `evaluate`, fine-tuning with the
+    global-batch losses and raw-bytes export. Built by the zoo entries
+    `clip` and `siglip` with the pretrained logit scale (and bias).
+
+    Example:
+    ```python
+    import kerasmm
+    model = kerasmm.zoo.get("tiny_clip")          # kerasmm.zoo.get("clip", preset=...) for real weights
+    model.classify(kerasmm.data.shapes_arrays(num_examples=2)[0]["image"], ["circle", "square"])
+    ```
+    """
+
+    backbone_cls = PretrainedDualEncoderBackbone
+    preprocessor_cls = PretrainedDualEncoderPreprocessor
