@@ -38,7 +38,7 @@ def without_randomness(name):
         params = inspect.signature(kerasmm.encoders.lookup(spec["name"]).__init__).parameters
         if "dropout" in params:
             encoders[modality] = {"dropout": 0.0}
-    overrides = {"encoders": encoders}
+    overrides = {"encoders": encoders} if encoders else {}
     if config.get("fusion"):
         fusion = {"modality_dropout": 0.0}
         if "dropout" in inspect.signature(kerasmm.fusions.lookup(config["fusion"]["name"]).__init__).parameters:

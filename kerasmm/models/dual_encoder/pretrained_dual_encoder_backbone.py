@@ -54,6 +54,9 @@ class PretrainedDualEncoderBackbone(keras_hub.models.Backbone):
 
         # === Layers ===
         self.hub_backbone = hub_backbone
+        # The hub's head (its logit scale and bias) is not in this graph: the task holds those, initialised
+        # from it. Frozen, so the optimizer neither warns of missing gradients nor keeps slots for it.
+        hub_backbone.get_layer("siglip_head" if hasattr(hub_backbone, "siglip_head") else "clip_head").trainable = False
         self.normalize = keras.layers.Normalization(mean=mean, variance=[s * s for s in std], dtype="float32",
                                                     name="image_normalize")
         self.normalizations = {m: keras.layers.UnitNormalization(dtype="float32", name=f"{m}_normalization")
