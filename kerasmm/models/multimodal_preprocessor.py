@@ -176,7 +176,11 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
             raise ValueError(f"Text must be strings, got dtype {text.dtype.name}.")
         if text.shape.rank == 2 and text.shape[-1] == 1:
             text = tf.squeeze(text, -1)
-        return tf.cast(self.packer(self.tokenizer(text)), "int32")
+        return tf.cast(self._token_ids(text), "int32")
+
+    def _token_ids(self, text):
+        """`[B, sequence_length]` ids of strings `[B]`: tokenised, then padded or cut."""
+        return self.packer(self.tokenizer(text))
 
     def _prepare_audio(self, audio):
         if audio.shape.rank != 2:

@@ -50,26 +50,18 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
         """The `StartEndPacker` of the tokenizer's special tokens."""
         # Made when the tokenizer knows its special ids (a loaded one only once its assets are read), and
         # kept outside Keras' tracking: it holds no state.
-        tokenizer = self.tokenizer
-        key = (tokenizer.start_token_id if self.add_start_token else None,
-               tokenizer.end_token_id if self.add_end_token or self.pad_with_end_token else None)
-        if self.__dict__.get("_text_packer_key") != key:
+        end = self.tokenizer.end_token_id
+        values = (self.tokenizer.start_token_id if self.add_start_token else None,
+                  end if self.add_end_token else None, end if self.pad_with_end_token else 0)
+        if self.__dict__.get("_text_packer_values") != values:
             self.__dict__["_text_packer"] = keras_hub.layers.StartEndPacker(
-                sequence_length=self.sequence_length,
-                start_value=key[0],
-                end_value=tokenizer.end_token_id if self.add_end_token else None,
-                pad_value=tokenizer.end_token_id if self.pad_with_end_token else 0,
-                return_padding_mask=False,
-            )
-            self.__dict__["_text_packer_key"] = key
+                sequence_length=self.sequence_length, start_value=values[0], end_value=values[1],
+                pad_value=values[2], return_padding_mask=False)
+            self.__dict__["_text_packer_values"] = values
         return self.__dict__["_text_packer"]
 
-    def _prepare_text(self, text):
-        if text.dtype != tf.string:
-            raise ValueError(f"Text must be strings, got dtype {text.dtype.name}.")
-        if text.shape.rank == 2 and text.shape[-1] == 1:
-            text = tf.squeeze(text, -1)
-        return tf.cast(self.text_packer(self.tokenizer(tf.strings.lower(text) if self.lowercase else text)), "int32")
+    def _token_ids(self, text):
+        return self.text_packer(self.tokenizer(tf.strings.lower(text) if self.lowercase else text))
 
     def get_config(self):
         config = super().get_config()
