@@ -44,8 +44,9 @@ def local_preset(owner, preset):
             f"{owner}: {preset!r} is neither a local preset directory nor a keras-hub preset name "
             "(see keras_hub.models.Backbone.presets) or kaggle:// / hf:// handle.")
     path = os.path.abspath(path)  # keras-hub reads built-in names before local directories
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ValueError(f"{owner}: the directory {path!r} has no config.json, so it is not a keras-hub preset.")
+    if not any(os.path.isfile(os.path.join(path, name)) for name in ("config.json", "open_clip_config.json")):
+        raise ValueError(f"{owner}: the directory {path!r} has no config.json (nor open_clip_config.json), so it is "
+                         "not a keras-hub preset or a checkpoint kerasmm converts.")
     return path
 
 

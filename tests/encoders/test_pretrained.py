@@ -366,7 +366,7 @@ def test_refuses_what_is_not_a_preset(tmp_path):
             cls("/no/such/kerasmm/preset")
         with pytest.raises(ValueError, match="give `preset`, a keras-hub preset directory, name or handle"):
             cls()
-        with pytest.raises(ValueError, match="has no config.json, so it is not a keras-hub preset"):
+        with pytest.raises(ValueError, match="has no config.json"):
             cls(str(tmp_path))
         with pytest.raises(ValueError, match="fetches presets from kaggle:// and hf:// handles only"):
             cls("gs://bucket/bert")
