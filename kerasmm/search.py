@@ -96,7 +96,7 @@ def _model_metadata(model):
     return metadata
 
 
-def _load_image_file(path, image_size, policy):
+def _load_image_file(path, image_size, policy, interpolation="bilinear"):
     """`(uint8 [H, W, 3] resized image, None)` or `(None, reason)` for a file that cannot be used.
 
     The readers' and the exported model's path (`image_ops.load_image`), so search embeds what serving embeds.
@@ -111,7 +111,7 @@ def _load_image_file(path, image_size, policy):
     try:
         with open(path, "rb") as f:
             data = f.read()
-        return image_ops.load_image(tf.constant(data), image_size, policy).numpy(), None
+        return image_ops.load_image(tf.constant(data), image_size, policy, interpolation).numpy(), None
     except (tf.errors.OpError, OSError) as error:
         return None, f"cannot decode image ({_short_error(error)})"
 
@@ -230,12 +230,13 @@ class Index:
             size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
             from kerasmm.data import image_ops
 
-            policy = image_ops.policy_of(getattr(getattr(model, "preprocessor", None), "image_converter", None))
+            converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+            policy, interpolation = image_ops.policy_of(converter), image_ops.interpolation_of(converter)
             keys, chunks = [], []
             with ThreadPoolExecutor(_DECODE_THREADS) as pool:
                 for start in range(0, len(paths), batch_size):
                     batch_paths = paths[start: start + batch_size]
-                    loaded = list(pool.map(lambda p: _load_image_file(p, size, policy), batch_paths))
+                    loaded = list(pool.map(lambda p: _load_image_file(p, size, policy, interpolation), batch_paths))
                     batch = []
                     for path, (image, reason) in zip(batch_paths, loaded):
                         if image is None:

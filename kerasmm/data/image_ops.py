@@ -20,6 +20,7 @@ import tensorflow as tf
 from kerasmm.data.image_header import exif_orientation
 
 ASPECT_POLICIES = ("stretch", "crop", "pad")
+INTERPOLATIONS = ("bilinear", "bicubic")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 _WHITE = 255.0
 
@@ -68,7 +69,7 @@ def orient(image, orientation):
     return tf.where(flip_up_down, tf.reverse(image, [0]), image)
 
 
-def load_image(data, size, policy="crop"):
+def load_image(data, size, policy="crop", interpolation="bilinear"):
     """uint8 `[height, width, 3]` from encoded image bytes: the one image path of readers, search and export.
 
     `decode_image` (RGB, upright, JPEGs decoded at the smallest DCT scale
@@ -85,7 +86,12 @@ def load_image(data, size, policy="crop"):
     ```
     """
     height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    return resize_image(decode_image(data, min_size=(height, width)), (height, width), policy)
+    return resize_image(decode_image(data, min_size=(height, width)), (height, width), policy, interpolation)
+
+
+def interpolation_of(image_converter):
+    """The `resize_image` interpolation of a keras_hub `ImageConverter`: "bicubic" if it says so, else "bilinear"."""
+    return "bicubic" if getattr(image_converter, "interpolation", None) == "bicubic" else "bilinear"
 
 
 def policy_of(image_converter):
@@ -117,41 +123,46 @@ def _over_white(rgb, alpha):
     return tf.cast(tf.round(blended), tf.uint8)
 
 
-def resize_image(image, size, policy="stretch"):
+def resize_image(image, size, policy="stretch", interpolation="bilinear"):
     """Resize `[H, W, 3]` (or a batch) to `size` = (height, width) keeping uint8 if given uint8.
 
-    Policies: "stretch" ignores the aspect ratio; "crop" takes the largest
-    centred window of the target aspect ratio, then resizes; "pad" fits the
-    whole image inside the target and pads with white.
+    Policies: "stretch" ignores the aspect ratio; "crop" resizes so the image
+    just covers the target, then takes the centred window (the order of
+    torchvision's `Resize` + `CenterCrop`, which CLIP-style processors use);
+    "pad" fits the whole image inside the target and pads with white.
+    `interpolation` is "bilinear" or "bicubic", antialiased when shrinking.
     """
     if policy not in ASPECT_POLICIES:
         raise ValueError(f"Unknown aspect policy {policy!r}; valid policies: {', '.join(ASPECT_POLICIES)}.")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"Unknown interpolation {interpolation!r}; valid ones: {', '.join(INTERPOLATIONS)}.")
     height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     dtype = image.dtype
     pixels = tf.cast(image, tf.float32)
-    if policy == "crop":
-        pixels = _center_crop_to_aspect(pixels, height / width)
     if policy == "pad":
         # resize_with_pad pads with zeros; shift so the padding comes out white.
-        pixels = tf.image.resize_with_pad(pixels - _WHITE, height, width, antialias=True) + _WHITE
+        pixels = tf.image.resize_with_pad(pixels - _WHITE, height, width, method=interpolation,
+                                          antialias=True) + _WHITE
+    elif policy == "crop":
+        pixels = _cover_and_center_crop(pixels, height, width, interpolation)
     else:
-        pixels = tf.image.resize(pixels, (height, width), antialias=True)
+        pixels = tf.image.resize(pixels, (height, width), method=interpolation, antialias=True)
     if dtype == tf.uint8:
         return tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
     return tf.cast(pixels, dtype)
 
 
-def _center_crop_to_aspect(pixels, aspect):
-    """The largest centred window whose height / width equals `aspect`."""
+def _cover_and_center_crop(pixels, height, width, interpolation):
+    """Resize so the image covers `(height, width)` (the other side truncated, as transformers' and
+    torchvision's shortest-side resize do), then crop the centred window (offsets rounded down)."""
     shape = tf.shape(pixels)
     h, w = tf.cast(shape[-3], tf.float32), tf.cast(shape[-2], tf.float32)
-    crop_h = tf.minimum(h, w * aspect)
-    crop_w = tf.minimum(w, h / aspect)
-    crop_h = tf.cast(tf.maximum(tf.round(crop_h), 1.0), tf.int32)
-    crop_w = tf.cast(tf.maximum(tf.round(crop_w), 1.0), tf.int32)
-    top = (shape[-3] - crop_h) // 2
-    left = (shape[-2] - crop_w) // 2
-    return tf.image.crop_to_bounding_box(pixels, top, left, crop_h, crop_w)
+    scale = tf.maximum(height / h, width / w)
+    # The small epsilon keeps a side that should come out whole (e.g. 38.0) from truncating to 37.
+    new_h = tf.maximum(tf.cast(tf.floor(h * scale + 1e-3), tf.int32), height)
+    new_w = tf.maximum(tf.cast(tf.floor(w * scale + 1e-3), tf.int32), width)
+    pixels = tf.image.resize(pixels, tf.stack([new_h, new_w]), method=interpolation, antialias=True)
+    return tf.image.crop_to_bounding_box(pixels, (new_h - height) // 2, (new_w - width) // 2, height, width)
 
 
 def augment_image(image, seed, crop_scale=(0.8, 1.0), brightness=0.1, contrast=0.1, saturation=0.1):

@@ -140,16 +140,16 @@ def same_batch_size(named):
         return {n: tf.identity(v) for n, v in named.items()}
 
 
-def decode_images(image_bytes, image_size, policy="crop"):
+def decode_images(image_bytes, image_size, policy="crop", interpolation="bilinear"):
     """float32 `[B, height, width, 3]` in [0, 1] from a `[B]` batch of encoded images.
 
     Each image goes through `kerasmm.data.image_ops.load_image` (RGB,
-    upright, resized with `policy` to uint8), the path the readers and
+    upright, resized with `policy` and `interpolation` to uint8), the path the readers and
     `kerasmm search` take, so a served image gives the pixels it trained as.
     """
     height, width = (int(s) for s in image_size)
     pixels = tf.map_fn(
-        lambda data: image_ops.load_image(data, (height, width), policy), image_bytes,
+        lambda data: image_ops.load_image(data, (height, width), policy, interpolation), image_bytes,
         fn_output_signature=tf.TensorSpec((height, width, 3), tf.uint8),
     )
     return tf.cast(pixels, tf.float32) / 255.0

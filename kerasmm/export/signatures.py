@@ -145,7 +145,8 @@ def raw_features(preprocessor, modalities, request, sample_rate):
         value = checked[raw.INPUT_NAMES[m]]
         if m == "image":
             converter = preprocessor.image_converter
-            value = raw.decode_images(value, converter.image_size, image_ops.policy_of(converter))
+            value = raw.decode_images(value, converter.image_size, image_ops.policy_of(converter),
+                                      image_ops.interpolation_of(converter))
         elif m == "audio":
             value = raw.decode_waves(value, preprocessor.audio_length, sample_rate)
         features[m] = value

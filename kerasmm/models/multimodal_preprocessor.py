@@ -166,7 +166,8 @@ class MultimodalPreprocessor(keras_hub.models.Preprocessor):
         if tuple(images.shape[1:3]) != tuple(self.image_converter.image_size):
             # The readers' resize (kerasmm.data.image_ops), so pixels given here match pixels read from files.
             images = image_ops.resize_image(images, self.image_converter.image_size,
-                                            image_ops.policy_of(self.image_converter))
+                                            image_ops.policy_of(self.image_converter),
+                                            image_ops.interpolation_of(self.image_converter))
         if images.dtype == tf.uint8:
             return tf.cast(images, "float32") / 255.0
         return images

@@ -61,11 +61,68 @@ def _image_encoder_spec(spec, image_size):
     return spec
 
 
+# keras-hub's CLIP image converter normalises [0, 255] pixels with this (mean, std) on [0, 1].
+CLIP_IMAGE_STATISTICS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+# The random CLIP vision tower of `image_architecture={}` (the tiny twins); keys as `CLIPVisionEncoder`'s,
+# plus `image_size`.
+TINY_CLIP_VISION = {"patch_size": 8, "hidden_dim": 16, "num_layers": 2, "num_heads": 2, "intermediate_dim": 32,
+                    "image_size": 32}
+# Entry settings that configure a pretrained (`keras_hub_image`) image tower.
+IMAGE_TOWER_SETTINGS = ("image_preset", "image_architecture", "unfreeze_last")
+
+
+def random_clip_vision(architecture):
+    """`(CLIPVisionEncoder, ImageConverter)`: a small random CLIP vision tower and CLIP's normalisation.
+
+    `architecture` overrides `TINY_CLIP_VISION`; nothing is downloaded.
+    """
+    if not isinstance(architecture, dict):
+        raise ValueError(f"image_architecture must be a dict of {sorted(TINY_CLIP_VISION)}, got {architecture!r}.")
+    unknown = set(architecture) - set(TINY_CLIP_VISION)
+    if unknown:
+        raise ValueError(f"image_architecture: unknown keys {sorted(unknown)}; valid: {sorted(TINY_CLIP_VISION)}.")
+    arch = {**TINY_CLIP_VISION, **architecture}
+    size = arch.pop("image_size")
+    tower = keras_hub.models.CLIPVisionEncoder(image_shape=(size, size, 3), **arch)
+    mean, std = CLIP_IMAGE_STATISTICS
+    converter = keras_hub.layers.ImageConverter(
+        image_size=(size, size), scale=[1 / (255 * s) for s in std], offset=[-m / s for m, s in zip(mean, std)]
+    )
+    return tower, converter
+
+
+def _spec_name(spec):
+    return spec.get("name") if isinstance(spec, dict) else type(spec).__name__
+
+
+def _image_tower_spec(spec, settings):
+    """A `keras_hub_image` spec with the entry's `image_preset` (else a random tower of
+    `image_architecture`) and `unfreeze_last` filled in."""
+    given = [name for name in IMAGE_TOWER_SETTINGS if settings.get(name) is not None]
+    if not given:
+        return spec
+    if not isinstance(spec, dict) or spec.get("name") != "keras_hub_image":
+        used = "no image encoder" if spec is None else f"the image encoder {_spec_name(spec)!r}"
+        raise ValueError(f"{', '.join(given)}: only for a 'keras_hub_image' image encoder; this entry has {used}.")
+    spec = dict(spec)
+    if settings.get("image_preset") is not None:
+        spec["preset"] = settings["image_preset"]
+        spec.pop("backbone", None)
+        spec.pop("image_converter", None)
+    elif settings.get("image_architecture") is not None:
+        spec["backbone"], spec["image_converter"] = random_clip_vision(settings["image_architecture"])
+    if settings.get("unfreeze_last") is not None:
+        spec["unfreeze_last"] = settings["unfreeze_last"]
+    return spec
+
+
 def build_encoders(settings):
     """`(encoders by modality, tokenizer or None)` from an entry's `encoders` specs, with sizes filled in.
 
     A text encoder gets the `vocabulary`'s tokenizer (returned), its size
-    and `sequence_length`; an image encoder that needs it gets `image_size`.
+    and `sequence_length`; an image encoder that needs it gets `image_size`;
+    a `keras_hub_image` one gets the entry's `image_preset` (or a random
+    `image_architecture` tower) and `unfreeze_last` (see `IMAGE_TOWER_SETTINGS`).
     """
     encoders = copy.deepcopy(settings["encoders"])
     tokenizer = None
@@ -75,6 +132,9 @@ def build_encoders(settings):
                                               settings["sequence_length"])
     if "image" in encoders:
         encoders["image"] = _image_encoder_spec(encoders["image"], settings["image_size"])
+    image = _image_tower_spec(encoders.get("image"), settings)
+    if image is not None:
+        encoders["image"] = image
     built = {m: resolve(encoder_registry.ENCODERS, spec) for m, spec in encoders.items()}
     return built, tokenizer
 

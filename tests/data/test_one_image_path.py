@@ -89,7 +89,9 @@ def test_a_4_by_3_photo_is_centre_cropped_everywhere_not_stretched(tmp_path):
     pixels[:, 2:14] = 255
     path = _save(tmp_path / "photo.png", Image.fromarray(pixels), "PNG")
     read = image_ops.load_image(tf.constant(path.read_bytes()), (6, 6)).numpy()
-    assert read.min() == 255
+    # Resized before it is cropped (as CLIP-style processors do), so the outermost columns may pick up a
+    # little of the bars' blur; stretching would squeeze the black bars themselves into them.
+    assert read[:, 1:-1].min() == 255 and read.min() > 191
 
 
 def test_exif_orientation_turns_a_sideways_photo_upright(files):

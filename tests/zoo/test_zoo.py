@@ -8,9 +8,10 @@ import kerasmm
 from kerasmm import testing
 from kerasmm.models import ZooTask
 
-CLASSIFIERS = ["audio_visual_classifier", "concat_classifier", "vqa_classifier", "weighted_sum_classifier"]
+CLASSIFIERS = ["audio_visual_classifier", "clip_classifier", "concat_classifier", "vqa_classifier",
+               "weighted_sum_classifier"]
 RETRIEVERS = ["audio_text_dual_encoder", "clip", "dual_encoder", "siglip", "siglip_dual_encoder"]
-CAPTIONERS = ["audio_visual_captioner", "captioner", "crossmodal_lm"]
+CAPTIONERS = ["audio_visual_captioner", "captioner", "clip_captioner", "crossmodal_lm"]
 GENERATORS = ["text_to_image"]
 # The reader task each zoo task trains on.
 DATA_TASK = {"retrieval": "classification", "text_to_image": "captioning"}

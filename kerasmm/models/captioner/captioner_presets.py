@@ -30,6 +30,11 @@ SETTINGS = {
     "label_smoothing": 0.0,
     "sampler": "greedy",
     "learning_rate": 1e-3,
+    # A pretrained `keras_hub_image` tower (see `preset_parts.IMAGE_TOWER_SETTINGS`): its keras-hub preset
+    # (directory, name or handle), else a random CLIP vision tower of these sizes, and its last blocks to train.
+    "image_preset": None,
+    "image_architecture": None,
+    "unfreeze_last": None,
 }
 # The settings each component takes as they are.
 BACKBONE = ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "num_encoder_layers", "dropout",
@@ -83,6 +88,23 @@ PRESETS = [
             "num_heads": 2,
             "modality_dropout": 0.3,
             "audio_length": 1600,
+        },
+    },    {
+        "names": ["clip_captioner"],
+        "description": "A pretrained CLIP vision tower's patch tokens (keras-hub clip_vit_base_patch16, frozen; "
+        "unfreeze_last=N trains its top blocks) → 2-layer causal transformer decoder with cross-attention; "
+        "KV-cached generation in one graph.",
+        "full": {
+            "encoders": {"image": {"name": "keras_hub_image", "trainable_backbone": False}},
+            "image_size": 224,
+            "image_preset": "clip_vit_base_patch16",
+        },
+        "tiny": {
+            "encoders": {"image": {"name": "keras_hub_image", "trainable_backbone": False}},
+            "hidden_dim": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+            "image_architecture": {},
         },
     },
 ]

@@ -19,6 +19,11 @@ SETTINGS = {
     "hidden_dim": None,
     "dropout": 0.1,
     "learning_rate": 1e-3,
+    # A pretrained `keras_hub_image` tower (see `preset_parts.IMAGE_TOWER_SETTINGS`): its keras-hub preset
+    # (directory, name or handle), else a random CLIP vision tower of these sizes, and its last blocks to train.
+    "image_preset": None,
+    "image_architecture": None,
+    "unfreeze_last": None,
 }
 # The settings each component takes as they are.
 BACKBONE = ("fusion",)
@@ -134,6 +139,29 @@ PRESETS = [
             "fusion": {"name": "gated", "output_dim": 16, "modality_dropout": 0.2},
             "sequence_length": 12,
             "audio_length": 1600,
+        },
+    },    {
+        "names": ["clip_classifier"],
+        "description": "A pretrained CLIP vision tower (keras-hub clip_vit_base_patch16, frozen; unfreeze_last=N "
+        "trains its top blocks) + text (transformer), fused by a learnable softmax-weighted sum.",
+        "full": {
+            "encoders": {
+                "image": {"name": "keras_hub_image", "output_dim": 128, "trainable_backbone": False},
+                "text": {"name": "text_transformer", "output_dim": 128, "num_layers": 2, "num_heads": 4},
+            },
+            "fusion": {"name": "weighted_sum"},
+            "hidden_dim": 128,
+            "image_size": 224,
+            "image_preset": "clip_vit_base_patch16",
+        },
+        "tiny": {
+            "encoders": {
+                "image": {"name": "keras_hub_image", "output_dim": 16, "trainable_backbone": False},
+                "text": {"name": "text_transformer", "output_dim": 16, "num_layers": 1, "num_heads": 2},
+            },
+            "fusion": {"name": "weighted_sum"},
+            "sequence_length": 12,
+            "image_architecture": {},
         },
     },
 ]
