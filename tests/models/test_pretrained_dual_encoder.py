@@ -1,7 +1,5 @@
 """The `clip` / `siglip` entries on keras-hub presets the tests write (never downloaded)."""
 
-import os
-
 import keras
 import keras_hub
 import numpy as np
@@ -81,9 +79,16 @@ def test_bad_presets_are_one_line_errors(clip_preset, tmp_path, monkeypatch):
     hub.save_to_preset(str(tmp_path))
     with pytest.raises(ValueError, match="has no tokenizer.json"):
         kerasmm.zoo.get("clip", preset=str(tmp_path))
-    transformers_checkpoint = os.path.join(os.path.dirname(__file__), "..", "fixtures", "clip_references", "hf_clip")
-    with pytest.raises(ValueError, match="is a Hugging Face transformers checkpoint \\('clip'\\)"):
-        kerasmm.zoo.get("clip", preset=transformers_checkpoint)
+    not_a_checkpoint = tmp_path / "notes"
+    not_a_checkpoint.mkdir()
+    (not_a_checkpoint / "config.json").write_text('{"learning_rate": 0.1}')
+    with pytest.raises(ValueError, match="is not a checkpoint kerasmm reads. Expected one of: keras-hub preset"):
+        kerasmm.zoo.get("clip", preset=str(not_a_checkpoint))
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="is a transformers 'bert' checkpoint; kerasmm converts transformers CLIP"):
+        kerasmm.zoo.get("clip", preset=str(bert))
     import kagglehub
 
     def offline(*args, **kwargs):

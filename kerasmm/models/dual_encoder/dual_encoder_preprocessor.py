@@ -14,7 +14,8 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
 
     CLIP texts are lower-cased and packed as start token, tokens, end token
     and padding; SigLIP texts as tokens, end token and its pad token, at the
-    fixed length its text tower was trained on. A captioning reader's string
+    fixed length its text tower was trained on, after SigLIP's canonicalisation
+    (lower case, punctuation removed, spaces collapsed). A captioning reader's string
     targets become the text, as for every dual encoder.
 
     Args:
@@ -24,6 +25,7 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
         add_start_token, add_end_token: bool, as the pretrained preprocessor.
         pad_with_end_token: bool. Pad with the end token's id (SigLIP), else 0.
         lowercase: bool. Lower-case texts before tokenising (CLIP).
+        canonicalize: bool. Canonicalise texts as keras-hub's `SigLIPPreprocessor` does.
 
     Example:
     ```python
@@ -35,7 +37,7 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
     """
 
     def __init__(self, tokenizer, sequence_length, image_size=None, add_start_token=True, add_end_token=True,
-                 pad_with_end_token=False, lowercase=True, **kwargs):
+                 pad_with_end_token=False, lowercase=True, canonicalize=False, **kwargs):
         for key in ("modalities", "presence_masks", "text_from_targets"):
             kwargs.pop(key, None)  # fixed for a pretrained dual encoder (and saved by the base config)
         super().__init__(modalities=["image", "text"], tokenizer=tokenizer, sequence_length=sequence_length,
@@ -44,6 +46,7 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
         self.add_end_token = validation.boolean("add_end_token", add_end_token)
         self.pad_with_end_token = validation.boolean("pad_with_end_token", pad_with_end_token)
         self.lowercase = validation.boolean("lowercase", lowercase)
+        self.canonicalize = validation.boolean("canonicalize", canonicalize)
 
     @property
     def text_packer(self):
@@ -61,10 +64,16 @@ class PretrainedDualEncoderPreprocessor(MultimodalPreprocessor):
         return self.__dict__["_text_packer"]
 
     def _token_ids(self, text):
+        if self.canonicalize:
+            # keras-hub's own canonicalisation (transformers' SiglipTokenizer does the same), held untracked.
+            if "_canonicalizer" not in self.__dict__:
+                self.__dict__["_canonicalizer"] = keras_hub.models.SigLIPPreprocessor(self.tokenizer)
+            text = self.__dict__["_canonicalizer"].canonicalize_inputs(text)
         return self.text_packer(self.tokenizer(tf.strings.lower(text) if self.lowercase else text))
 
     def get_config(self):
         config = super().get_config()
         config.update({"add_start_token": self.add_start_token, "add_end_token": self.add_end_token,
-                       "pad_with_end_token": self.pad_with_end_token, "lowercase": self.lowercase})
+                       "pad_with_end_token": self.pad_with_end_token, "lowercase": self.lowercase,
+                       "canonicalize": self.canonicalize})
         return config

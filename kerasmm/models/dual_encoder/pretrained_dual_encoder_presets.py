@@ -1,23 +1,22 @@
 """The `clip` and `siglip` zoo entries: whole pretrained keras-hub CLIP / SigLIP models as dual encoders.
 
-`kerasmm.zoo.get("clip", preset=...)` takes what keras-hub's `from_preset`
-takes (see `kerasmm.encoders.presets`): a local keras-hub preset directory
-with a `CLIPBackbone` or `SigLIPBackbone`, its tokenizer and (optionally) its
-image converter, or a preset name / `kaggle://` / `hf://` handle, downloaded
-when named. The towers, projections, pretrained logit scale (and SigLIP's
-bias) and image normalisation are kept. The tiny twins build small random
-models with tokenizers made here, for tests: they never download.
+`kerasmm.zoo.get("clip", preset=...)` takes a local keras-hub preset
+directory with a `CLIPBackbone` or `SigLIPBackbone` and its tokenizer (and
+optionally its image converter), a transformers CLIP / SigLIP checkpoint
+directory, an open_clip checkpoint directory (see
+`kerasmm.encoders.checkpoints`), or a keras-hub preset name / `kaggle://` /
+`hf://` handle, downloaded when named. The towers, projections, pretrained
+logit scale (and SigLIP's bias) and image preprocessing are kept. The tiny
+twins build small random models with tokenizers made here, for tests: they
+never download.
 """
-
-import json
-import os
 
 import keras_hub
 import numpy as np
 import tensorflow as tf
 
 from kerasmm import data
-from kerasmm.encoders.presets import local_preset
+from kerasmm.encoders.checkpoints import load_pretrained
 from kerasmm.models.dual_encoder.dual_encoder_preprocessor import PretrainedDualEncoderPreprocessor
 from kerasmm.models.dual_encoder.dual_encoder_task import PretrainedDualEncoder
 from kerasmm.models.dual_encoder.pretrained_dual_encoder_backbone import PretrainedDualEncoderBackbone
@@ -27,7 +26,7 @@ from kerasmm.models.preset_parts import compiled, component
 SETTINGS = {
     "task": "retrieval",
     "kind": "clip",  # "clip" or "siglip": the packing of texts and the loss
-    "preset": None,  # keras-hub preset directory, name or handle
+    "preset": None,  # keras-hub preset directory, name or handle; transformers or open_clip checkpoint directory
     "architecture": None,  # without a preset: a small random model (the tiny twins)
     "sequence_length": None,  # None: the text tower's own length
     "loss": None,  # None: "contrastive" for CLIP, "sigmoid" for SigLIP
@@ -37,14 +36,19 @@ SETTINGS = {
 TASK = ("retrieval_groups",)
 # How each kind packs its texts (as keras-hub's CLIPPreprocessor / SigLIPPreprocessor do).
 PACKING = {
-    "clip": {"add_start_token": True, "add_end_token": True, "pad_with_end_token": False, "lowercase": True},
-    "siglip": {"add_start_token": False, "add_end_token": True, "pad_with_end_token": True, "lowercase": True},
+    "clip": {"add_start_token": True, "add_end_token": True, "pad_with_end_token": False, "lowercase": True,
+             "canonicalize": False},
+    "siglip": {"add_start_token": False, "add_end_token": True, "pad_with_end_token": True, "lowercase": True,
+               "canonicalize": True},
 }
 # keras-hub's CLIP / SigLIP image converters normalise [0, 255] pixels with these.
 IMAGE_STATISTICS = {
     "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
     "siglip": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+# How each kind resizes when its checkpoint says nothing: CLIP covers and centre-crops, SigLIP stretches.
+RESIZE = {"clip": {"crop_to_aspect_ratio": True, "interpolation": "bicubic"},
+          "siglip": {"crop_to_aspect_ratio": False, "interpolation": "bicubic"}}
 
 
 def build(**settings):
@@ -53,15 +57,18 @@ def build(**settings):
     if kind not in PACKING:
         raise ValueError(f"kind must be one of {tuple(PACKING)}, got {kind!r}.")
     if settings["preset"] is not None:
-        hub, tokenizer, (mean, std) = _load(kind, settings["preset"])
+        hub, tokenizer, converter = _load(kind, settings["preset"])
     elif settings["architecture"] is not None:
         hub, tokenizer = _random(kind, settings["architecture"])
-        mean, std = IMAGE_STATISTICS[kind]
+        converter = None
     else:
-        raise ValueError(f"The {kind} entry needs preset= (a keras-hub preset directory, name or handle).")
+        raise ValueError(f"The {kind} entry needs preset= (a keras-hub preset directory, name or handle, or a "
+                         "transformers / open_clip checkpoint directory).")
+    mean, std = _statistics(converter, IMAGE_STATISTICS[kind])
     sequence_length = settings["sequence_length"] or int(hub.text_encoder.max_sequence_length)
     backbone = PretrainedDualEncoderBackbone(hub, sequence_length=sequence_length, mean=mean, std=std)
-    preprocessor = PretrainedDualEncoderPreprocessor(tokenizer, sequence_length, image_size=backbone.image_size,
+    preprocessor = PretrainedDualEncoderPreprocessor(tokenizer, sequence_length,
+                                                     image_converter=_resizer(kind, converter, backbone.image_size),
                                                      **PACKING[kind])
     head = hub.get_layer("siglip_head" if kind == "siglip" else "clip_head")
     loss = settings["loss"] or ("sigmoid" if kind == "siglip" else "contrastive")
@@ -74,28 +81,28 @@ def build(**settings):
 
 def _load(kind, preset):
     owner = f"zoo entry {kind!r}"
-    path = local_preset(owner, preset)
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    if "model_type" in config and "registered_name" not in config:
-        raise ValueError(f"{owner}: {path!r} is a Hugging Face transformers checkpoint ({config['model_type']!r}); "
-                         "kerasmm reads keras-hub presets (written by save_to_preset), not transformers ones yet.")
-    hub = keras_hub.models.Backbone.from_preset(path)
-    expected = keras_hub.models.SigLIPBackbone if kind == "siglip" else keras_hub.models.CLIPBackbone
-    if not isinstance(hub, expected):
-        raise ValueError(f"{owner}: the preset {path!r} holds a {type(hub).__name__}, not a {expected.__name__}.")
-    if not os.path.isfile(os.path.join(path, "tokenizer.json")):
-        raise ValueError(f"{owner}: the preset {path!r} has no tokenizer.json (save the tokenizer with it).")
-    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
-    statistics = IMAGE_STATISTICS[kind]
-    if os.path.isfile(os.path.join(path, "image_converter.json")):
-        statistics = _statistics(keras_hub.layers.ImageConverter.from_preset(path), statistics)
-    return hub, tokenizer, statistics
+    pretrained = load_pretrained(owner, preset)
+    if pretrained.kind != kind:
+        expected = {"clip": "CLIPBackbone", "siglip": "SigLIPBackbone"}[kind]
+        other = f"; use the {pretrained.kind!r} entry for it" if pretrained.kind else ""
+        raise ValueError(f"{owner}: {preset!r} holds a {type(pretrained.backbone).__name__}, not a {expected}{other}.")
+    if pretrained.tokenizer is None:
+        raise ValueError(f"{owner}: the preset {preset!r} has no tokenizer.json (save the tokenizer with it).")
+    return pretrained.backbone, pretrained.tokenizer, pretrained.image_converter
+
+
+def _resizer(kind, converter, image_size):
+    """A resize-only `ImageConverter` for the preprocessor: the checkpoint's crop and interpolation, else the kind's."""
+    resize = RESIZE[kind]
+    if converter is not None:
+        resize = {"crop_to_aspect_ratio": converter.crop_to_aspect_ratio, "interpolation": converter.interpolation,
+                  "pad_to_aspect_ratio": converter.pad_to_aspect_ratio}
+    return keras_hub.layers.ImageConverter(image_size=image_size, antialias=True, **resize)
 
 
 def _statistics(converter, default):
     """(mean, std) on [0, 1] pixels of a converter computing `pixels_0_255 * scale + offset`."""
-    if converter.scale is None:
+    if converter is None or converter.scale is None:
         return default
     scale = np.broadcast_to(np.asarray(converter.scale, "float64"), (3,))
     offset = np.broadcast_to(np.asarray(converter.offset if converter.offset is not None else 0.0, "float64"), (3,))
