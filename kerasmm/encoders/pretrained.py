@@ -5,7 +5,8 @@ towers, BERT, ...) loaded with `keras_hub.models.Backbone.from_preset` from a
 local preset directory (`config.json` + `model.weights.h5`, as written by
 `backbone.save_to_preset(dir)`), or from a preset name or `kaggle://` /
 `hf://` handle, downloaded once into keras-hub's cache when named (see
-`kerasmm.encoders.presets`).
+`kerasmm.encoders.presets`), or converted from a transformers CLIP / SigLIP
+or open_clip checkpoint directory (see `kerasmm.encoders.checkpoints`).
 A full CLIP or SigLIP preset (a `CLIPBackbone` / `SigLIPBackbone`) gives its
 vision tower to `"keras_hub_image"` and its text tower to `"keras_hub_text"`.
 
@@ -36,7 +37,7 @@ from kerasmm import validation
 from kerasmm.backend_compat import flatten_layers
 from kerasmm.encoders import register
 from kerasmm.encoders.base import Encoder
-from kerasmm.encoders.presets import local_preset
+from kerasmm.encoders.checkpoints import load_pretrained
 from kerasmm.layers.masked_ops import masked_mean
 
 # Image towers whose sequence starts with a class token ("auto" pooling takes it).
@@ -48,10 +49,6 @@ _FIXED_LENGTH_TEXT = ("SigLIPTextEncoder",)
 _TEXT_INPUTS = ("token_ids", "padding_mask", "segment_ids")
 # Full two-tower presets: the attribute holding each modality's tower.
 _TOWERS = {"image": "vision_encoder", "text": "text_encoder"}
-
-
-def _preset_file(path, name):
-    return os.path.isfile(os.path.join(path, name))
 
 
 def preset_tokenizer(preset):
@@ -69,23 +66,26 @@ def preset_tokenizer(preset):
     tokenizer(["a red circle"])
     ```
     """
-    path = local_preset("preset_tokenizer", preset)
-    if not _preset_file(path, "tokenizer.json"):
+    tokenizer = load_pretrained("preset_tokenizer", preset).tokenizer
+    if tokenizer is None:
         raise ValueError(
-            f"preset_tokenizer: the preset {path!r} has no tokenizer.json; save one with "
-            f"`tokenizer.save_to_preset({path!r})`."
+            f"preset_tokenizer: the preset {os.fspath(preset)!r} has no tokenizer.json; save one with "
+            "`tokenizer.save_to_preset(DIR)`."
         )
-    return keras_hub.tokenizers.Tokenizer.from_preset(path)
+    return tokenizer
 
 
-def _preset_component(owner, name, value, cls, preset, backbone):
-    """`value` (an instance or its config), else the preset's own `<name>.json` component, else None."""
+def _load(owner, preset, backbone, dtype):
+    """The `Pretrained` model in `preset` (see `kerasmm.encoders.checkpoints`), or None when `backbone` is given."""
+    if backbone is not None or preset is None:
+        return None
+    return load_pretrained(owner, preset, dtype)
+
+
+def _preset_component(owner, name, value, cls, pretrained):
+    """`value` (an instance or its config), else the loaded preset's own component, else None."""
     value = _deserialize(owner, name, value, cls)
-    if value is None and backbone is None and preset is not None:
-        path = local_preset(owner, preset)
-        if _preset_file(path, f"{name}.json"):
-            value = cls.from_preset(path)
-    return value
+    return getattr(pretrained, name) if value is None and pretrained is not None else value
 
 
 def _deserialize(owner, what, value, base_cls):
@@ -208,15 +208,13 @@ class _KerasHubEncoder(Encoder):
         validation.positive_int(f"{owner}: unfreeze_last", unfreeze_last, allow_none=True)
         validation.positive_int(f"{owner}: output_dim", output_dim, allow_none=True)
         if backbone is None:
-            if preset is None:
-                raise ValueError(f"{owner}: give `preset`, a keras-hub preset directory, name or handle.")
-            backbone = self._load_preset(owner, local_preset(owner, preset), kwargs.get("dtype"))
-            preset = os.fspath(preset)  # recorded as given: a name or handle, not this machine's cache
-        else:
-            if preset is not None and not isinstance(preset, (str, os.PathLike)):
-                raise ValueError(f"{owner}: preset must be a path or None, got {preset!r}.")
-            preset = None if preset is None else os.fspath(preset)  # only recorded: nothing is read
-            backbone = _deserialize(owner, "backbone", backbone, keras_hub.models.Backbone)
+            raise ValueError(f"{owner}: give `preset`, a keras-hub preset directory, name or handle, or a "
+                             "transformers / open_clip checkpoint directory.")
+        if preset is not None and not isinstance(preset, (str, os.PathLike)):
+            raise ValueError(f"{owner}: preset must be a path or None, got {preset!r}.")
+        # Recorded as given (a name or handle, not this machine's cache); read by the subclass, or not at all.
+        preset = None if preset is None else os.fspath(preset)
+        backbone = _deserialize(owner, "backbone", backbone, keras_hub.models.Backbone)
         backbone = self._tower(owner, backbone)
         features = _feature_model(owner, backbone, self._sequence_rank)
 
@@ -253,13 +251,6 @@ class _KerasHubEncoder(Encoder):
             )
 
     # --- loading ---------------------------------------------------------------
-
-    def _load_preset(self, owner, path, dtype):
-        kwargs = {} if dtype is None else {"dtype": dtype}
-        try:
-            return keras_hub.models.Backbone.from_preset(path, **kwargs)
-        except (ValueError, KeyError, OSError, TypeError) as err:
-            raise ValueError(f"{owner}: could not load a keras-hub backbone from the preset {path!r}: {err}") from err
 
     def _tower(self, owner, backbone):
         """The backbone, or this modality's tower of a two-tower backbone; checked."""
@@ -415,12 +406,13 @@ class KerasHubImageEncoder(_KerasHubEncoder):
         **kwargs,
     ):
         owner = type(self).__name__
+        pretrained = _load(owner, preset, backbone, kwargs.get("dtype"))
         image_converter = _preset_component(
-            owner, "image_converter", image_converter, keras_hub.layers.ImageConverter, preset, backbone
+            owner, "image_converter", image_converter, keras_hub.layers.ImageConverter, pretrained
         )
         super().__init__(
             preset=preset, output_dim=output_dim, pooling=pooling, trainable_backbone=trainable_backbone,
-            unfreeze_last=unfreeze_last, backbone=backbone, **kwargs,
+            unfreeze_last=unfreeze_last, backbone=backbone if pretrained is None else pretrained.backbone, **kwargs,
         )
         self.image_converter = image_converter
         sequence = self._graph.features.output["sequence"]
@@ -590,7 +582,8 @@ class KerasHubTextEncoder(_KerasHubEncoder):
         **kwargs,
     ):
         owner = type(self).__name__
-        tokenizer = _preset_component(owner, "tokenizer", tokenizer, keras_hub.tokenizers.Tokenizer, preset, backbone)
+        pretrained = _load(owner, preset, backbone, kwargs.get("dtype"))
+        tokenizer = _preset_component(owner, "tokenizer", tokenizer, keras_hub.tokenizers.Tokenizer, pretrained)
         validation.boolean(f"{owner}: add_special_tokens", add_special_tokens)
         for arg, value in (("start_token_id", start_token_id), ("end_token_id", end_token_id),
                            ("pad_token_id", pad_token_id)):
@@ -598,7 +591,7 @@ class KerasHubTextEncoder(_KerasHubEncoder):
         validation.positive_int(f"{owner}: vocabulary_size", vocabulary_size, allow_none=True)
         super().__init__(
             preset=preset, output_dim=output_dim, pooling=pooling, trainable_backbone=trainable_backbone,
-            unfreeze_last=unfreeze_last, backbone=backbone, **kwargs,
+            unfreeze_last=unfreeze_last, backbone=backbone if pretrained is None else pretrained.backbone, **kwargs,
         )
         self.tokenizer = tokenizer
         if tokenizer is not None:

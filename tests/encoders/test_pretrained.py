@@ -385,3 +385,14 @@ def test_refuses_the_wrong_modality_and_bad_settings(presets):
         KerasHubTextEncoder(presets["bert"][0], trainable_backbone=False, unfreeze_last=0)
     with pytest.raises(ValueError, match="trainable_backbone must be True or False"):
         KerasHubTextEncoder(presets["bert"][0], trainable_backbone="no")
+
+
+def test_checkpoint_directories_give_their_towers_converters_and_tokenizers():
+    references = os.path.join(os.path.dirname(__file__), "..", "fixtures", "clip_references")
+    image = KerasHubImageEncoder(os.path.join(references, "open_clip"), trainable_backbone=False)
+    assert isinstance(image.backbone, keras_hub.models.CLIPVisionEncoder)
+    assert image.image_converter.interpolation == "bicubic" and image.image_converter.crop_to_aspect_ratio
+    assert image(np.random.rand(2, 40, 48, 3).astype("float32"))["pooled"].shape == (2, 32)
+    text = KerasHubTextEncoder(os.path.join(references, "hf_siglip"))
+    assert isinstance(text.backbone, keras_hub.models.SigLIPTextEncoder)
+    assert isinstance(preset_tokenizer(os.path.join(references, "hf_siglip")), keras_hub.tokenizers.SigLIPTokenizer)
