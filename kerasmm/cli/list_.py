@@ -51,7 +51,7 @@ def row(name, count_params=True):
     # Entries without `encoders` are whole pretrained image-text models (clip, siglip).
     modalities = "+".join(sorted(entry.config.get("encoders") or ("image", "text")))
     params = "-"
-    preset = entry.config.get("preset")
+    preset = entry.config.get("preset") or entry.config.get("image_preset")
     if count_params and not (preset and is_remote(preset)):  # listing never downloads a preset
         params = f"{kerasmm.zoo.get(name).count_params():,}"
         keras.backend.clear_session()

@@ -66,6 +66,6 @@ def _download(owner, preset):
         raise ValueError(
             f"{owner}: cannot download the keras-hub preset {preset!r} ({type(err).__name__}: {reason}). "
             f"Without network here, run `keras_hub.models.Backbone.from_preset({preset!r})` (and the tokenizer's) "
-            "on a machine with network, `save_to_preset(DIR)` them, copy DIR here and pass preset=DIR."
+            "on a machine with network, `save_to_preset(DIR)` them, copy DIR here and pass DIR as the preset."
         ) from None
     raise ValueError(f"{owner}: kerasmm fetches presets from kaggle:// and hf:// handles only, got {preset!r}.")

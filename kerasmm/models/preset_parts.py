@@ -10,6 +10,7 @@ import keras_hub
 
 from kerasmm import data
 from kerasmm import encoders as encoder_registry
+from kerasmm.encoders.checkpoints import clip_weights
 from kerasmm.encoders.presets import is_remote
 from kerasmm.encoders.pretrained import preset_tokenizer
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
@@ -61,8 +62,6 @@ def _image_encoder_spec(spec, image_size):
     return spec
 
 
-# keras-hub's CLIP image converter normalises [0, 255] pixels with this (mean, std) on [0, 1].
-CLIP_IMAGE_STATISTICS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 # The random CLIP vision tower of `image_architecture={}` (the tiny twins); keys as `CLIPVisionEncoder`'s,
 # plus `image_size`.
 TINY_CLIP_VISION = {"patch_size": 8, "hidden_dim": 16, "num_layers": 2, "num_heads": 2, "intermediate_dim": 32,
@@ -84,11 +83,7 @@ def random_clip_vision(architecture):
     arch = {**TINY_CLIP_VISION, **architecture}
     size = arch.pop("image_size")
     tower = keras_hub.models.CLIPVisionEncoder(image_shape=(size, size, 3), **arch)
-    mean, std = CLIP_IMAGE_STATISTICS
-    converter = keras_hub.layers.ImageConverter(
-        image_size=(size, size), scale=[1 / (255 * s) for s in std], offset=[-m / s for m, s in zip(mean, std)]
-    )
-    return tower, converter
+    return tower, clip_weights.image_converter(size, clip_weights.OPENAI_MEAN, clip_weights.OPENAI_STD)
 
 
 def _spec_name(spec):

@@ -355,7 +355,7 @@ def test_a_named_preset_offline_is_a_one_line_error_saying_how_to_pass_a_directo
     for make in (KerasHubImageEncoder, KerasHubTextEncoder, preset_tokenizer):
         for preset in REMOTE:
             with pytest.raises(ValueError, match=r"cannot download the keras-hub preset .*ConnectionError.*"
-                                                 r"save_to_preset\(DIR\).*pass preset=DIR") as caught:
+                                                 r"save_to_preset\(DIR\).*pass DIR as the preset") as caught:
                 make(preset)
             assert preset in str(caught.value) and "\n" not in str(caught.value)
 

@@ -97,3 +97,5 @@ def test_the_converted_clip_exports_jpeg_bytes_to_the_embeddings_it_computes(tmp
     decoded = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs])
     served = tf.saved_model.load(version).signatures["encode_image"](image_bytes=tf.constant(jpegs))
     np.testing.assert_allclose(served["embedding"].numpy(), model.encode_image(decoded), atol=1e-5)
+    report = kerasmm.export.verify(version)  # loads and calls it in a process where kerasmm cannot be imported
+    assert report["errors"] == [] and report["blocked_modules_imported"] == []

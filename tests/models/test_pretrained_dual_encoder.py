@@ -95,5 +95,6 @@ def test_bad_presets_are_one_line_errors(clip_preset, tmp_path, monkeypatch):
         raise ConnectionError("Failed to resolve 'api.kaggle.com'")
 
     monkeypatch.setattr(kagglehub, "model_download", offline)
-    with pytest.raises(ValueError, match=r"cannot download the keras-hub preset 'clip_vit_base_patch16'.*preset=DIR"):
+    with pytest.raises(ValueError, match=r"cannot download the keras-hub preset 'clip_vit_base_patch16'.*"
+                                         r"pass DIR as the preset"):
         kerasmm.zoo.get("clip")  # the entry's default preset: a download, refused offline in one line

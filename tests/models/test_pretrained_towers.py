@@ -141,3 +141,14 @@ def test_the_tiny_tower_normalises_as_clip_does():
     pixels = np.full((1, 32, 32, 3), 255.0 * np.array([0.48145466, 0.4578275, 0.40821073]), "float32")
     np.testing.assert_allclose(converter(pixels), 0.0, atol=1e-5)  # the mean maps to 0
     assert isinstance(converter, keras_hub.layers.ImageConverter)
+
+
+def test_image_preset_reads_a_vision_tower_saved_alone_with_its_converter(tmp_path):
+    tower, converter = random_clip_vision({})
+    tower.save_to_preset(str(tmp_path))
+    keras_hub.layers.CLIPImageConverter(**converter.get_config()).save_to_preset(str(tmp_path))
+    model = kerasmm.zoo.get("tiny_clip_classifier", image_preset=str(tmp_path))
+    encoder = model.backbone.encoder_layers["image"]
+    assert encoder.image_converter.get_config()["scale"] == converter.get_config()["scale"]
+    for saved, loaded in zip(values(tower.weights), values(tower_of(model).weights)):
+        np.testing.assert_array_equal(saved, loaded)

@@ -30,6 +30,7 @@ import collections
 import json
 import os
 
+import keras
 import keras_hub
 
 from kerasmm.encoders.presets import local_preset
@@ -90,9 +91,18 @@ def _keras_hub_preset(owner, path, dtype):
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
         tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(path)
     if os.path.isfile(os.path.join(path, "image_converter.json")):
-        image_converter = keras_hub.layers.ImageConverter.from_preset(path)
+        image_converter = _image_converter(path)
     kind = {keras_hub.models.CLIPBackbone: "clip", keras_hub.models.SigLIPBackbone: "siglip"}.get(type(backbone))
     return Pretrained(kind, backbone, tokenizer, image_converter)
+
+
+def _image_converter(path):
+    try:
+        return keras_hub.layers.ImageConverter.from_preset(path)
+    except ValueError:
+        # keras-hub ties CLIPImageConverter to CLIPBackbone: a preset of a bare CLIPVisionEncoder with its
+        # converter is refused by from_preset, so read the saved converter config itself.
+        return keras.saving.deserialize_keras_object(_json(os.path.join(path, "image_converter.json")))
 
 
 def _json(path):

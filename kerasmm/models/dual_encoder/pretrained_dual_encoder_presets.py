@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasmm import data
-from kerasmm.encoders.checkpoints import load_pretrained
+from kerasmm.encoders.checkpoints import clip_weights, load_pretrained
 from kerasmm.models.dual_encoder.dual_encoder_preprocessor import PretrainedDualEncoderPreprocessor
 from kerasmm.models.dual_encoder.dual_encoder_task import PretrainedDualEncoder
 from kerasmm.models.dual_encoder.pretrained_dual_encoder_backbone import PretrainedDualEncoderBackbone
@@ -43,7 +43,7 @@ PACKING = {
 }
 # keras-hub's CLIP / SigLIP image converters normalise [0, 255] pixels with these.
 IMAGE_STATISTICS = {
-    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "clip": (clip_weights.OPENAI_MEAN, clip_weights.OPENAI_STD),
     "siglip": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
 # How each kind resizes when its checkpoint says nothing: CLIP covers and centre-crops, SigLIP stretches.
