@@ -4,10 +4,15 @@ One captioner (CNN image encoder → 64 context tokens; decoder width 256,
 4 layers, 4 heads, vocabulary 8000, 64 positions; random weights, dropout
 off) decodes greedily with the same weights, timed against these ways:
 
-- kerasmm: `Captioner.generate_function` — one `tf.function` (XLA when the
-  model's `jit_compile` is on) holding the whole `while_loop`; the context
-  and the cross-attention keys/values are computed once; each step runs the
-  decoder on one token against the self-attention KV cache.
+- kerasmm: `Captioner.generate_function` — one `tf.function` holding the
+  whole `while_loop`; the context and the cross-attention keys/values are
+  computed once; each step runs the decoder on one token against the
+  self-attention KV cache. XLA-compiled: generation's default
+  (`generate_jit_compile=True`), whatever the train step's `jit_compile`.
+- kerasmm without XLA: the same function with `jit_compile=False`, the
+  default before generation was XLA-compiled on its own (on CPU Keras
+  leaves the train step's `jit_compile` off, and generation followed it).
+  Its tokens must equal the XLA ones (asserted).
 - eager recompute: the keras.io captioning example's way — the context once,
   then a Python loop that runs the whole decoder over the padded 64-token
   prefix at every step and takes the argmax at the current position.
@@ -29,7 +34,9 @@ produce identical tokens (asserted). Times are the best of `--repeats` runs
 after a warm-up (which traces and compiles).
 
 Run: `.venv/bin/python benchmarks/decode.py [--lengths 16 32 64] [--batches 1 16] [--repeats 3] [--jit on]`.
-Last line: the speed-up against the compiled recompute loop at length 64, batch 16.
+Last two lines, at the last length and batch (64, 16): the speed-up against the
+compiled recompute loop, then XLA (the default) against no XLA (the default
+before).
 """
 
 import argparse
@@ -132,13 +139,31 @@ def best_time(function, repeats):
     return min(times)
 
 
+def best_times_interleaved(functions, repeats):
+    """`best_time` of each of `functions` (name → callable), their runs alternated.
+
+    On a shared, noisy machine a burst of load then slows every contender
+    alike instead of whichever was running: fairer for a head-to-head ratio.
+    """
+    for function in functions.values():
+        function()  # warm-up: traces and compiles
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jit", choices=["off", "on"], default="off",
-                        help="XLA for kerasmm, both keras-hub models and the compiled recompute loop")
+                        help="the train step's jit_compile: XLA for both keras-hub models and the compiled "
+                             "recompute loop (kerasmm's generation is timed with and without XLA either way)")
     args = parser.parse_args()
     jit = args.jit == "on"
 
@@ -150,12 +175,14 @@ def main():
     bart_generate = bart.make_generate_function()
     compiled_recompute = make_compiled_recompute(model, jit)
     images = kerasmm.data.shapes_arrays(num_examples=max(args.batches), task="captioning")[0]["image"]
-    print(f"decoder width {WIDTH}, {LAYERS} layers, vocabulary {VOCABULARY}; jit_compile: kerasmm "
-          f"{bool(model.jit_compile)}, keras-hub {bool(gpt2.jit_compile)}; best of {args.repeats}, seconds\n")
-    print("| batch | length | kerasmm | eager recompute | compiled recompute | keras-hub GPT-2 | keras-hub BART "
-          "| beam 4 | × eager | × compiled | per token ÷ GPT-2 | per step ÷ BART | beam ÷ greedy |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    last_speedup = None
+    print(f"decoder width {WIDTH}, {LAYERS} layers, vocabulary {VOCABULARY}; jit_compile: kerasmm generation "
+          f"{bool(model.generate_jit_compile)} (train step {bool(model.jit_compile)}), keras-hub "
+          f"{bool(gpt2.jit_compile)}; best of {args.repeats}, seconds\n")
+    print("| batch | length | kerasmm | kerasmm no XLA | eager recompute | compiled recompute | keras-hub GPT-2 "
+          "| keras-hub BART | beam 4 | × no XLA | × eager | × compiled | per token ÷ GPT-2 | per step ÷ BART "
+          "| beam ÷ greedy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    last_speedup = last_xla = None
     for batch in args.batches:
         inputs = {k: v for k, v in model.preprocessor({"image": images[:batch]}).items() if k != "tokens"}
         context, context_mask = model.backbone.encode_context(inputs)
@@ -166,9 +193,11 @@ def main():
                                                  ["decoder_token_ids"]), args.repeats),
         }
         for length in args.lengths:
-            greedy = model.generate_function("greedy", length)
+            greedy = model.generate_function("greedy", length)  # the default: XLA
+            plain = model.generate_function("greedy", length, jit_compile=False)  # the default before
             beam = model.generate_function("beam", length, num_beams=4)
             ours = np.asarray(greedy(inputs))
+            np.testing.assert_array_equal(ours, np.asarray(plain(inputs)))  # XLA changes no token
             assert (ours != model.preprocessor.end_id).all(), "the end token was generated; timings would differ"
             np.testing.assert_array_equal(ours, eager_recompute(model, context, context_mask, batch, length))
             np.testing.assert_array_equal(ours, compiled_recompute(context, context_mask, batch, length))
@@ -176,8 +205,10 @@ def main():
                 "token_ids": tf.constant(start_tokens(model, batch)[:, :length]),
                 "padding_mask": first_token_only(batch, length),
             }
-            times = {
-                "kerasmm": best_time(lambda: np.asarray(greedy(inputs)), args.repeats),
+            # With and without XLA alternate, at least 5 runs each: the ratio the last line reports.
+            times = best_times_interleaved({"kerasmm": lambda: np.asarray(greedy(inputs)),
+                                            "plain": lambda: np.asarray(plain(inputs))}, max(5, args.repeats))
+            times.update({
                 "eager": best_time(lambda: eager_recompute(model, context, context_mask, batch, length),
                                    max(1, args.repeats // 2)),
                 "compiled": best_time(lambda: compiled_recompute(context, context_mask, batch, length),
@@ -186,18 +217,22 @@ def main():
                 "bart": best_time(lambda: np.asarray(bart_generate(bart_prompt(batch, length), stop_token_ids=None)
                                                      ["decoder_token_ids"]), args.repeats),
                 "beam": best_time(lambda: np.asarray(beam(inputs)), args.repeats),
-            }
+            })
             t = times
             last_speedup = t["compiled"] / t["kerasmm"]
+            last_xla = t["plain"] / t["kerasmm"]
             # Differences of two timings: only meaningful once the loop is a good deal longer than 2 steps.
             per_step = (f"{(t['kerasmm'] - base['kerasmm']) / (t['bart'] - base['bart']):.2f}"
                         if length >= 8 else "n/a")
-            print(f"| {batch} | {length} | {t['kerasmm']:.3f} | {t['eager']:.3f} | {t['compiled']:.3f} "
-                  f"| {t['gpt2']:.3f} | {t['bart']:.3f} | {t['beam']:.3f} | {t['eager'] / t['kerasmm']:.1f}× "
+            print(f"| {batch} | {length} | {t['kerasmm']:.3f} | {t['plain']:.3f} | {t['eager']:.3f} "
+                  f"| {t['compiled']:.3f} | {t['gpt2']:.3f} | {t['bart']:.3f} | {t['beam']:.3f} "
+                  f"| {last_xla:.2f}× | {t['eager'] / t['kerasmm']:.1f}× "
                   f"| {last_speedup:.1f}× | {t['kerasmm'] / t['gpt2']:.2f} | {per_step} "
                   f"| {t['beam'] / t['kerasmm']:.2f} |", flush=True)
     print(f"\nratio: kerasmm cached generate vs compiled full-recompute loop at length {args.lengths[-1]}, "
           f"batch {args.batches[-1]}: {last_speedup:.1f}x faster")
+    print(f"ratio: kerasmm generate with XLA (the default) vs without (the default before) at length "
+          f"{args.lengths[-1]}, batch {args.batches[-1]}, identical tokens: {last_xla:.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,63 @@ import kerasmm
 model = kerasmm.zoo.get("tiny_weighted_sum_classifier")
 model.fit(kerasmm.data.shapes(num_examples=64, batch_size=16), epochs=1)
 ```
+
+`import kerasmm` imports every part and so registers every encoder, fusion
+and model with Keras (a script may then `keras.saving.load_model` a kerasmm
+file). Only the `kerasmm` command itself starts light, so `kerasmm --help`
+and `kerasmm --version` answer without TensorFlow: there each public part
+(`kerasmm.zoo`, `kerasmm.data`, ...) is imported on first use (PEP 562), the
+first use imports them all, and `kerasmm.load_all()` does so explicitly.
 """
 
+import importlib
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from kerasmm import data, distribute, encoders, export, fusions, losses, metrics, models, search, testing, zoo  # noqa: E402,F401
 from kerasmm.version import __version__  # noqa: E402,F401
+
+# The public parts, imported on first use; each of them imports TensorFlow.
+SUBPACKAGES = ("data", "distribute", "encoders", "export", "fusions", "losses", "metrics", "models", "search",
+               "testing", "zoo")
+__all__ = [*SUBPACKAGES, "__version__", "load_all"]
+
+
+_loading = False
+
+
+def __getattr__(name):
+    if name in SUBPACKAGES:
+        module = importlib.import_module(f"{__name__}.{name}")  # also sets it as this module's attribute
+        load_all()
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *SUBPACKAGES})
+
+
+def load_all():
+    """Import every public part now: registers all encoders, fusions, models and zoo entries with Keras."""
+    global _loading
+    if _loading:  # a part being imported asked for another: it is imported on its own, in that part's order
+        return
+    _loading = True
+    try:
+        for name in SUBPACKAGES:
+            importlib.import_module(f"{__name__}.{name}")
+    finally:
+        _loading = False
+
+
+def _started_as_the_command():
+    """Whether this process is the `kerasmm` command: its console script, or `python -m kerasmm.<module>`
+    (while runpy imports the package of an `-m` target, `sys.argv[0]` is "-m")."""
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return program in ("kerasmm", "kerasmm.exe", "-m")
+
+
+if not _started_as_the_command() or "keras" in sys.modules:
+    load_all()

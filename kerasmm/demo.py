@@ -8,7 +8,8 @@
    writes a few held-out images as JPEG files and captions them through the
    exported model alone (its `serving_default` on raw JPEG bytes);
 4. writes `demo_out/report.html`: the images with their captions, the loss
-   curves, the contact sheet and the numbers.
+   curves, the contact sheet and the numbers; the pictures also as PNG files
+   (`captions.png`, `losses.png`, `retrieval.png`).
 
 Run: `python -m kerasmm.demo [--examples N] [--epochs N] [--out DIR]`.
 """
@@ -116,6 +117,8 @@ def caption_through_export(model, args, out):
         {"image": os.path.relpath(p, out), "caption": c.decode("utf-8"), "score": float(s), "reference": str(r)}
         for p, c, s, r in zip(paths, response["captions"].numpy(), response["scores"].numpy(), references)
     ]
+    kerasmm.search.contact_sheet(list(features["image"]), [f"{r['caption']}\n(reference: {r['reference']})"
+                                                           for r in rows], os.path.join(out, "captions.png"), columns=4)
     print(f"   {os.path.relpath(version_dir)} ({seconds:.0f} s with the requests)")
     for row in rows:
         print(f"   {row['image']}: {row['caption']!r}  (reference {row['reference']!r})")

@@ -1,7 +1,8 @@
 """Recipes: a zoo entry with the data and training settings that reached a measured result.
 
 A recipe is a small Python file, `zoo/<name>/recipe.py` in the repository
-(or any `.py` path), whose docstring gives the command that runs it and the
+(installed as package data, `kerasmm/zoo_recipes/<name>/recipe.py`; see
+`ZOO_DIR`) or any `.py` path, whose docstring gives the command that runs it and the
 result it reached, and which defines:
 
 ```python
@@ -22,6 +23,13 @@ epoch): for tests and smoke runs.
 Settings, `KEY=VALUE` (values are Python literals, else strings):
 
 - `epochs`, `batch_size`, `seed`, `save_every`, `steps_per_epoch`: `TRAIN`;
+- `precision` (None, "float32", "mixed_float16", "mixed_bfloat16") and
+  `jit_compile` (True, False, "auto"): how the model is built (see
+  `kerasmm.models.precision`); `strategy` (one of
+  `kerasmm.distribute.KINDS`): where `kerasmm train` builds and trains it;
+- `validate` (validate on the held-out data every epoch), `val_fraction`
+  (hold out that fraction of `DATA`: see `Recipe.dataset`) and `patience`
+  (early stopping after that many epochs without a better `val_loss`): `TRAIN`;
 - `examples`, `held_out_examples`, `learning_rate`: short for
   `data.num_examples`, `held_out.num_examples` and `model.learning_rate`;
 - `model.KEY[.SUBKEY...]`: an architecture override, merged as `kerasmm.zoo.get`
@@ -47,6 +55,7 @@ import contextlib
 import copy
 import dataclasses
 import glob
+import importlib.resources
 import inspect
 import json
 import logging
@@ -56,9 +65,29 @@ import runpy
 from kerasmm import data, zoo
 from kerasmm.data import fitting, pipeline
 
-ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+
+def _zoo_dir():
+    """The folder of the recipes (`<name>/recipe.py` and `<name>/README.md`).
+
+    Installed from a wheel: the package's `zoo_recipes/` (setup.py ships the
+    repository's top-level `zoo/` as `kerasmm.zoo_recipes`). From a source
+    checkout or an editable install: the `zoo/` folder beside the package.
+    """
+    shipped = importlib.resources.files("kerasmm") / "zoo_recipes"
+    if isinstance(shipped, os.PathLike) and shipped.is_dir():
+        return os.fspath(shipped)
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
+
+
+ZOO_DIR = _zoo_dir()
 RECIPE_FILE = "recipe.py"
-TRAIN_DEFAULTS = {"epochs": 1, "batch_size": 32, "seed": 0, "save_every": 100, "steps_per_epoch": None}
+TRAIN_DEFAULTS = {"epochs": 1, "batch_size": 32, "seed": 0, "save_every": 100, "steps_per_epoch": None,
+                  "precision": None, "jit_compile": "auto", "strategy": "auto", "validate": False,
+                  "val_fraction": None, "patience": None}
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # kerasmm.models.precision.PRECISIONS
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")  # kerasmm.distribute.KINDS
+# Training examples a `val_fraction` split shuffles among (decoded: the buffer holds them in memory).
+SPLIT_SHUFFLE_BUFFER = 2048
 SHORTHANDS = {"examples": ("data", "num_examples"), "held_out_examples": ("held_out", "num_examples"),
               "learning_rate": ("model", "learning_rate")}
 SECTIONS = ("model", "data", "held_out")
@@ -257,6 +286,7 @@ class Recipe:
             _check_count("steps_per_epoch", self.train["steps_per_epoch"])
         if not isinstance(self.train["seed"], int) or self.train["seed"] < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.train['seed']!r}.")
+        self._check_training_options()
         for section in ("data", "held_out"):
             spec = getattr(self, section)
             if spec is None:
@@ -268,6 +298,26 @@ class Recipe:
                 if key != "reader" and key not in valid:
                     raise ValueError(f"The {spec['reader']} reader has no argument {key!r} ({section}.{key}); "
                                      f"valid: {', '.join(valid)}.")
+
+    def _check_training_options(self):
+        train = self.train
+        if train["precision"] is not None and train["precision"] not in PRECISIONS:
+            raise ValueError(f"Unknown precision {train['precision']!r}; valid: {', '.join(PRECISIONS)}.")
+        if train["jit_compile"] not in (True, False, "auto"):
+            raise ValueError(f"jit_compile must be True, False or 'auto', got {train['jit_compile']!r}.")
+        if train["strategy"] not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {train['strategy']!r}; valid: {', '.join(STRATEGIES)}.")
+        if not isinstance(train["validate"], bool):
+            raise ValueError(f"validate must be True or False, got {train['validate']!r}.")
+        fraction = train["val_fraction"]
+        if fraction is not None:
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+                raise ValueError(f"val_fraction must be a number between 0 and 1 (exclusive), got {fraction!r}.")
+        if train["patience"] is not None:
+            _check_count("patience", train["patience"])
+            if not train["validate"]:
+                raise ValueError("patience (early stopping) needs a validation set: give --val-data SPEC or "
+                                 "--val-fraction F (or --set validate=True to validate on the recipe's held-out data).")
 
     def tiny(self):
         """This recipe on the entry's tiny twin: no architecture overrides, `TINY` sizes."""
@@ -309,8 +359,10 @@ class Recipe:
     def with_data(self, spec, section="data"):
         """A new recipe whose `section` ("data" or "held_out") reads `--data` `spec` instead.
 
-        New training data leaves the recipe without held-out data (the shapes
-        test split would not measure a model of your data): give it to `eval`.
+        New training data leave the recipe without its held-out data (the
+        shapes test split would not measure a model of your data): give held-out
+        data of yours after it (`with_data(spec, "held_out")`, `kerasmm train
+        --val-data`), or hold out part of the new data (`val_fraction`).
         """
         values = {section: parse_data(spec)}
         if section == "data":
@@ -406,14 +458,65 @@ class Recipe:
                             f"texts (the recipe's shapes vocabulary leaves {unknown} of {total} tokens unknown)")
 
     def build_model(self):
-        """A new compiled model: `kerasmm.zoo.get(entry, **model)`."""
+        """A new compiled model: `kerasmm.zoo.get(entry, precision=..., jit_compile=..., **model)` (`TRAIN`'s)."""
         try:
-            return zoo.get(self.entry, **self.model)
+            return zoo.get(self.entry, precision=self.train["precision"], jit_compile=self.train["jit_compile"],
+                           **self.model)
         except TypeError as error:
             raise ValueError(f"Cannot build {self.entry} with {self.model}: {error}") from None
 
     def dataset(self, section="data", shuffle=False):
-        """The batched dataset of `section` ("data" or "held_out"), sized for the model."""
+        """The batched dataset of `section` ("data" or "held_out"), sized for the model.
+
+        With `val_fraction` F the data's examples are
+        split, in the reader's unshuffled order: example i is held out when
+        floor((i + 1) F) > floor(i F), which holds out floor(N F) of N examples,
+        evenly spread, the same ones every time. "data" is the rest (shuffled
+        among `SPLIT_SHUFFLE_BUFFER` examples after decoding when `shuffle`),
+        "held_out" the held-out part (unless the recipe names held-out data:
+        `kerasmm eval --data`).
+        """
+        fraction = self.train.get("val_fraction")
+        if fraction and (section == "data" or self.held_out is None):
+            return self._split_dataset(fraction, held_out=section == "held_out", shuffle=shuffle)
+        return self._reader_dataset(section, shuffle)
+
+    def _split_dataset(self, fraction, held_out, shuffle):
+        """Part of `DATA` split by `val_fraction` (see `dataset`)."""
+        import tensorflow as tf
+
+        batch_size = self.train["batch_size"]
+        single = dataclasses.replace(self, train={**self.train, "batch_size": 1})
+        examples = single._reader_dataset("data", shuffle=False)
+        count = int(examples.cardinality())
+        if count >= 0 and int(count * fraction) == 0:
+            raise ValueError(f"val_fraction {fraction} of the data's {count} examples holds out none: give a larger "
+                             "fraction or more data.")
+        if count >= 0 and int(count * fraction) == count:
+            raise ValueError(f"val_fraction {fraction} of the data's {count} examples leaves none to train on.")
+        fraction = tf.constant(float(fraction), tf.float64)
+
+        def is_held_out(index, *example):
+            index = tf.cast(index, tf.float64)
+            return tf.floor((index + 1) * fraction) > tf.floor(index * fraction)
+
+        part = examples.unbatch().enumerate()
+        part = part.filter(is_held_out if held_out else lambda *a: tf.logical_not(is_held_out(*a)))
+        part = part.map(lambda index, *example: example[0] if len(example) == 1 else example)
+        if count >= 0:
+            held = int(count * float(fraction))
+            part = part.apply(tf.data.experimental.assert_cardinality(held if held_out else count - held))
+        if shuffle and not held_out:
+            seed = self.data.get("seed") if self.data.get("seed") is not None else self.train["seed"]
+            part = part.shuffle(SPLIT_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        part = part.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        for name in ("class_names", "skipped_records"):  # what the readers tell of their data
+            if hasattr(examples, name):
+                setattr(part, name, getattr(examples, name))
+        return part
+
+    def _reader_dataset(self, section, shuffle):
+        """The dataset the reader of `section` makes (no `val_fraction` split)."""
         spec = getattr(self, section)
         if spec is None:
             raise ValueError(f"The recipe {self.name} has no {section.replace('_', '-')} data; give it with --data.")

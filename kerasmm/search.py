@@ -187,7 +187,8 @@ class Index:
     # --- building --------------------------------------------------------------
 
     @classmethod
-    def from_images(cls, model, images=None, paths=None, batch_size=256, image_size=None, on_error="raise"):
+    def from_images(cls, model, images=None, paths=None, batch_size=256, image_size=None, on_error="raise",
+                    verbose=0):
         """Embed an image gallery with a dual encoder's image tower, `batch_size` images at a time.
 
         Give either `images` (uint8 `[N, H, W, 3]`; keys are the row numbers)
@@ -196,6 +197,8 @@ class Index:
         paths). A file that is missing, truncated or not an image raises a
         `kerasmm.data.BadRecordError` naming it under `on_error="raise"`, and
         is dropped and listed on `index.skipped` under `on_error="skip"`.
+        `verbose=1` shows a `keras.utils.Progbar` of the images embedded (on
+        stdout, as Keras' `predict` does).
 
         Example:
         ```python
@@ -218,8 +221,11 @@ class Index:
                 raise ValueError("Cannot build an index of an empty gallery (no images).")
             images = _as_image_batch(images, "Gallery images")
             keys = list(range(len(images)))
-            chunks = [model.encode_image(images[i: i + batch_size], batch_size=batch_size)
-                      for i in range(0, len(images), batch_size)]
+            progress = _progress(len(images), verbose)
+            chunks = []
+            for i in range(0, len(images), batch_size):
+                chunks.append(model.encode_image(images[i: i + batch_size], batch_size=batch_size))
+                progress.add(len(chunks[-1]))
         else:
             paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
             if not paths:
@@ -233,6 +239,7 @@ class Index:
             converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
             policy, interpolation = image_ops.policy_of(converter), image_ops.interpolation_of(converter)
             keys, chunks = [], []
+            progress = _progress(len(paths), verbose)
             with ThreadPoolExecutor(_DECODE_THREADS) as pool:
                 for start in range(0, len(paths), batch_size):
                     batch_paths = paths[start: start + batch_size]
@@ -246,6 +253,7 @@ class Index:
                         keys.append(path)
                     if batch:
                         chunks.append(model.encode_image(np.stack(batch), batch_size=batch_size))
+                    progress.add(len(batch_paths))
             skipped.warn()
             if not keys:
                 raise ValueError(
@@ -503,3 +511,10 @@ def contact_sheet(paths_or_images, captions, path, columns=5):
     path = os.fspath(path)
     figure.savefig(path, format="png", dpi=_DPI)
     return path
+
+
+def _progress(total, verbose):
+    """A `keras.utils.Progbar` over `total` images (silent at `verbose=0`)."""
+    import keras
+
+    return keras.utils.Progbar(total, verbose=verbose, unit_name="image")

@@ -18,6 +18,7 @@ LAYERS = [
     {"models"},
     {"zoo"},
     {"search", "recipes", "testing", "demo"},
+    {"callbacks"},  # Keras callbacks for training runs; draws retrieval contact sheets with `search`
     {"cli"},
     {"__init__"},  # `import kerasmm` brings in every public part
 ]

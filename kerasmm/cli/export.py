@@ -21,6 +21,7 @@ main(["export", "run/model.keras", "serving/captioner", "--sampler", "beam", "--
 
 import json
 import os
+import sys
 import warnings
 
 NAME = "export"
@@ -59,6 +60,7 @@ def add_parser(subparsers):
                         help="captioners: XLA-compile the decoding loop (the server then needs XLA)")
     parser.add_argument("--no-warmup", action="store_true", help="write no assets.extra warm-up requests")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--verify", action="store_true",
                         help="check the export in a fresh process without kerasmm or keras")
     return parser
@@ -74,7 +76,10 @@ def load_model(path):
 
     import keras
 
+    import kerasmm
     from kerasmm.cli.errors import cause
+
+    kerasmm.load_all()  # the command imports kerasmm lazily: register its classes before Keras looks them up
 
     if os.path.isdir(path):
         file = os.path.join(path, "model.keras")
@@ -110,7 +115,13 @@ def run(args):
 
     if args.num_beams < 1:
         raise ValueError(f"--num-beams must be at least 1, got {args.num_beams}.")
+    def progress(step):  # each step takes seconds to a minute; stdout keeps the summary only
+        if not args.quiet:
+            print(f"kerasmm {NAME}: {step}...", file=sys.stderr, flush=True)
+
+    progress(f"building {args.model}" if args.zoo else f"loading {args.model}")
     model = kerasmm.zoo.get(args.model) if args.zoo else load_model(args.model)
+    progress(f"tracing the serving signatures and writing the SavedModel under {args.export_dir}")
     try:
         path = kerasmm.export.saved_model(
             model, args.export_dir, version=args.version, sampler=args.sampler, max_length=args.max_length,

@@ -17,10 +17,9 @@ main(["search", "a red circle", "--model", "run/model.keras", "--images", "photo
 ```
 """
 
+import contextlib
 import os
 import sys
-
-from kerasmm.data.image_ops import IMAGE_EXTENSIONS
 
 NAME = "search"
 DEFAULT_OUT = "search_results.png"
@@ -47,7 +46,7 @@ def add_parser(subparsers):
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="a .keras file, or a directory holding model.keras, of an image-text dual encoder")
     parser.add_argument("--images", required=True, metavar="DIR",
-                        help=f"folder searched recursively for images ({', '.join(IMAGE_EXTENSIONS)})")
+                        help="folder searched recursively for image files (JPEG, PNG, GIF, BMP)")
     parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="PNG",
                         help=f"contact sheet of the matches (default {DEFAULT_OUT} in the current directory)")
@@ -55,6 +54,7 @@ def add_parser(subparsers):
                         help="images embedded at a time (default 256)")
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="an unreadable image stops the search (raise, default) or is left out (skip)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (on stderr) while embedding the images")
     return parser
 
 
@@ -67,6 +67,8 @@ def find_images(directory):
     find_images(".")   # ['./a.png', './photos/b.jpg', ...]
     ```
     """
+    from kerasmm.data.image_ops import IMAGE_EXTENSIONS  # here: `kerasmm search --help` needs no TensorFlow
+
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"No image folder at {directory}.")
     paths = []
@@ -137,7 +139,9 @@ def run(args):
     paths = find_images(args.images)
     model = load_dual_encoder(args.model)
 
-    index = Index.from_images(model, paths=paths, batch_size=args.batch_size, on_error=args.on_error)
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr: stdout has the matches
+        index = Index.from_images(model, paths=paths, batch_size=args.batch_size, on_error=args.on_error,
+                                  verbose=0 if args.quiet else 1)
     if len(index.skipped):
         print(f"kerasmm {NAME}: warning: {index.skipped.summary()}", file=sys.stderr)
     print(f"Indexed {len(index)} image(s) under {args.images}.")

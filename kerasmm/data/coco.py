@@ -7,7 +7,7 @@ import os
 from kerasmm import validation
 from kerasmm.data.record_table import RecordTable, check_text, read_without_bom, resolve_path, same_file_key
 
-CAPTION_MODES = ("sample", "all")
+CAPTION_MODES = ("sample", "all", "references")
 
 
 def load_coco_json(path):
@@ -135,7 +135,11 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     """Read COCO captions: `images[]` (`id`, `file_name`) and `annotations[]` (`image_id`, `caption`).
 
     `captions="sample"` gives one example per image with one of its captions
-    drawn afresh each epoch; `"all"` one example per (image, caption) pair.
+    drawn afresh each epoch; `"all"` one example per (image, caption) pair;
+    `"references"` one example per image with all its captions as the target
+    (a `[B, R]` tf.string batch padded with "", R the most captions of any
+    image): for `Captioner.evaluate`, which then scores each generated caption
+    against every reference as the COCO evaluation does (not for `fit`).
     When images carry a `category_id` (with `categories[]` naming them), they
     are labelled too: `target="label"` then trains a classifier on image +
     caption. `target="image_id"` keeps image + caption as features with the
@@ -171,6 +175,8 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
                                 image_size=224, batch_size=64, shuffle=True)
     ```
     """
+    if captions == "references" and target not in (None, "text"):
+        raise ValueError("captions='references' gives every caption of an image as the target: use target='text'.")
     if target == "image_id":
         if captions != "all":
             raise ValueError("target='image_id' pairs each caption with its image id: use captions='all'.")
@@ -230,4 +236,6 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     if target == "image_id":
         table.class_names = None
         target = "label"
+    if captions == "references":
+        pipeline_kwargs["all_captions"] = True
     return table.dataset(target=target, **pipeline_kwargs)

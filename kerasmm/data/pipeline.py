@@ -2,7 +2,8 @@
 
 A reader lists its records in Python (checking each, under the bad-record
 policy), as columns: `"image"` / `"audio"` file paths, `"text"` strings or
-`"captions"` (a list per record, one sampled per epoch), `"label"` ints.
+`"captions"` (a list per record, one sampled per epoch, or all of them as the
+target with `all_captions`), `"label"` ints.
 `build` turns the columns into a dataset: shard per worker, shuffle, read and
 decode in parallel (images to uint8 RGB of one size, audio to mono float at
 one rate and length), optional cache, training-only augmentation, batch,
@@ -41,6 +42,7 @@ def build(
     augment=False,
     drop_remainder=False,
     input_context=None,
+    all_captions=False,
 ):
     """A batched dataset of `(features, targets)` from record columns.
 
@@ -64,12 +66,18 @@ def build(
         drop_remainder: drop a last, smaller batch.
         input_context: a `tf.distribute.InputContext`; each input pipeline
             then reads its own shard of the records.
+        all_captions: with target "text" and `"captions"` records, the
+            target is every caption of the record (its references, for
+            scoring a captioner as COCO does), a tf.string vector padded
+            with "" to the most captions any record has: `[B, R]` batches.
     """
     validation.one_of("target", target, TARGETS)
     if target == "label" and "label" not in columns:
         raise ValueError("target='label' needs labelled records; these records have no labels.")
     if target == "text" and not ({"text", "captions"} & set(columns)):
         raise ValueError("target='text' needs captions; these records have none.")
+    if all_captions and (target != "text" or "captions" not in columns):
+        raise ValueError("all_captions needs target='text' and records with several captions ('captions').")
     batch_size = validation.positive_int("batch_size", batch_size)
     num_records = len(next(iter(columns.values())))
     if num_records == 0:
@@ -81,6 +89,7 @@ def build(
         )
 
     slices = dict(columns)
+    most_captions = max(len(c) for c in columns["captions"]) if all_captions else 0
     if "captions" in slices:
         slices["captions"] = tf.ragged.constant(slices["captions"], dtype=tf.string)
     ds = tf.data.Dataset.from_tensor_slices(slices)
@@ -100,7 +109,11 @@ def build(
             features["image"] = image_ops.load_image(tf.io.read_file(record["image"]), size, aspect_policy)
         if "audio" in record:
             features["audio"] = audio_ops.decode_wav(tf.io.read_file(record["audio"]), audio_rate, audio_length)
-        if "captions" in record:
+        if all_captions:
+            captions = record["captions"]
+            features["text"] = tf.pad(captions, [[0, most_captions - tf.size(captions)]], constant_values="")
+            features["text"] = tf.ensure_shape(features["text"], [most_captions])
+        elif "captions" in record:
             captions = record["captions"]
             pick = tf.math.floormod(random[0], tf.cast(tf.size(captions), tf.int64))
             features["text"] = tf.gather(captions, pick)
@@ -142,9 +155,15 @@ def undecodable_images(paths, image_size=224, aspect_policy="crop"):
     return {i: "cannot be decoded (damaged image data)" for i in range(len(paths)) if i not in good}
 
 
-def finish(ds, batch_size, drop_remainder=False, deterministic=True):
-    """Batch decoded `(features, targets)` examples and prefetch, as every reader does."""
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+def finish(ds, batch_size, drop_remainder=False, deterministic=True, padded=False):
+    """Batch decoded `(features, targets)` examples and prefetch, as every reader does.
+
+    `padded`: pad examples' variable-length tensors (a vector of references) to the batch's longest.
+    """
+    if padded:
+        ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = deterministic
     # One thread per element op: parallelism comes from the parallel map, and

@@ -329,8 +329,10 @@ def from_tfds(
             (int32 targets; features are the image and, when there are
             captions, "text"). None: "text" when there are captions, else "label".
         captions: "sample" (one example per image, one caption drawn afresh
-            each epoch, seeded and checkpoint-safe) or "all" (one example per
-            image-caption pair).
+            each epoch, seeded and checkpoint-safe), "all" (one example per
+            image-caption pair) or "references" (one example per image with
+            all its captions as the target, a `[B, R]` tf.string batch padded
+            with "": for `Captioner.evaluate` against every reference).
         batch_size: global batch size; with `input_context` each worker
             batches `input_context.get_per_replica_batch_size(batch_size)`.
         image_size, aspect_policy: as in `kerasmm.data.pipeline.build`.
@@ -400,6 +402,9 @@ def from_tfds(
 
     if target is None:
         target = "text" if layout["captions"] else "label"
+    if captions == "references" and (target != "text" or not layout["captions"]):
+        raise ValueError("from_tfds: captions='references' gives every caption of an image as the target: use "
+                         "target='text' on a dataset with captions.")
     if target == "text" and not layout["captions"]:
         raise ValueError(f"from_tfds: target='text' needs captions; {name!r} has none (features: {layout['keys']}).")
     if target == "label" and not layout["label"]:
@@ -438,6 +443,8 @@ def from_tfds(
             features = {"image": image_ops.load_image(image, size, aspect_policy)}
         else:
             features = {"image": image_ops.resize_image(image_ops.to_rgb(image), size, aspect_policy)}
+        if captions == "references":
+            return features, example["captions"]
         if "text" in example:
             features["text"] = example["text"]
         elif "captions" in example:
@@ -448,7 +455,8 @@ def from_tfds(
         return features, tf.cast(example["label"], tf.int32)
 
     ds = ds.map(load, num_parallel_calls=pipeline.AUTOTUNE, deterministic=deterministic)
-    ds = pipeline.finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic)
+    ds = pipeline.finish(ds, batch_size, drop_remainder=drop_remainder, deterministic=deterministic,
+                         padded=captions == "references")
     label_feature = builder.info.features["label"] if layout["label"] else None
     ds.class_names = list(label_feature.names) if isinstance(label_feature, tfds.features.ClassLabel) else None
     return errors.attach(ds, skipped)

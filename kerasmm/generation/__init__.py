@@ -8,6 +8,7 @@ Example:
 ```python
 from kerasmm.generation import get_sampler
 sampler = get_sampler("beam", num_beams=4)
+sampler = resolve_sampler(top_p=0.9, temperature=0.7, seed=1)   # generate's keywords
 ```
 """
 
@@ -17,4 +18,10 @@ from kerasmm.generation.decoding import (  # noqa: F401
     initial_prompt,
     strip_after_end,
 )
-from kerasmm.generation.samplers import SAMPLERS, get_sampler  # noqa: F401
+from kerasmm.generation.samplers import (  # noqa: F401
+    RANDOM_SAMPLERS,
+    SAMPLERS,
+    get_sampler,
+    resolve_sampler,
+)
+from kerasmm.generation.text import attach_punctuation  # noqa: F401

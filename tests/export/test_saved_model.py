@@ -12,6 +12,7 @@ import tensorflow as tf
 import kerasmm
 from kerasmm.data import image_ops
 from kerasmm.export import signatures, warmup
+from kerasmm.generation import attach_punctuation
 from kerasmm.models.captioner import captioner_serving
 
 
@@ -130,11 +131,15 @@ def test_in_graph_detokenize_matches_keras_hub_on_suffix_pieces(tmp_path):
     path = str(tmp_path / "vocabulary.txt")
     table = signatures._id_table(signatures._write_lines(path, vocabulary, "token"))
     ids = np.random.default_rng(0).integers(0, len(vocabulary), size=(2000, 6)).astype("int32")
-    ours = captioner_serving.detokenize(table, ids, (0, 2, 3)).numpy()
+    ours = captioner_serving.join_wordpieces(table, ids, (0, 2, 3)).numpy()
     kept = tf.ragged.boolean_mask(tf.constant(ids), tf.constant(~np.isin(ids, [0, 2, 3])))
     tf_text = tokenizer._fast_word_piece.detokenize(kept).numpy()  # the tensorflow-text op
     python = [t.encode() for t in tokenizer._detokenize_python(kept.to_list())]
     assert ours.tolist() == tf_text.tolist() == python
+    # Then punctuation is re-attached by the function `Captioner.detokenize` applies to keras_hub's output.
+    captions = captioner_serving.detokenize(table, ids, (0, 2, 3)).numpy()
+    assert captions.tolist() == attach_punctuation(tf_text).numpy().tolist()
+    assert any(b" ." in t for t in tf_text.tolist()) and not any(b" ." in c for c in captions.tolist())
 
 
 def test_verify_loads_the_export_without_kerasmm(exported):

@@ -29,6 +29,7 @@ SETTINGS = {
     "vocabulary": None,
     "label_smoothing": 0.0,
     "sampler": "greedy",
+    "generate_jit_compile": True,  # XLA-compile generate's decoding loop (independent of the train step's)
     "learning_rate": 1e-3,
     # A pretrained `keras_hub_image` tower (see `preset_parts.IMAGE_TOWER_SETTINGS`): its keras-hub preset
     # (directory, name or handle), else a random CLIP vision tower of these sizes, and its last blocks to train.
@@ -39,7 +40,7 @@ SETTINGS = {
 # The settings each component takes as they are.
 BACKBONE = ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "num_encoder_layers", "dropout",
             "modality_dropout", "sequence_length")
-TASK = ("label_smoothing", "sampler")
+TASK = ("label_smoothing", "sampler", "generate_jit_compile")
 
 
 def build(**settings):

@@ -7,7 +7,8 @@
   (e.g. `caption_image(image_bytes)`) for each one alone, same outputs.
 
 Generation is the model's own decoding loop (`Captioner.generate_function`)
-and detokenisation runs in plain TensorFlow on the `vocabulary.txt` asset.
+and detokenisation runs in plain TensorFlow on the `vocabulary.txt` asset, re-attaching
+punctuation with the same function as `Captioner.detokenize` (`kerasmm.generation.attach_punctuation`).
 """
 
 import os
@@ -23,6 +24,7 @@ from kerasmm.export.signatures import (
     raw_features,
     signature_function,
 )
+from kerasmm.generation import attach_punctuation
 
 
 def caption_scores(model, context, tokens, start_id, end_id):
@@ -51,7 +53,17 @@ def caption_scores(model, context, tokens, start_id, end_id):
 
 
 def detokenize(table, tokens, special_ids, suffix_indicator="##"):
-    """Caption strings `[B]` from ids `[B, n]`: special ids dropped, tokens joined, suffix pieces glued.
+    """Caption strings `[B]` from ids `[B, n]`, written as `Captioner.detokenize` writes them.
+
+    `join_wordpieces` (keras_hub's WordPiece detokenisation in plain
+    TensorFlow), then `kerasmm.generation.attach_punctuation`, the function
+    `Captioner.detokenize` applies too: "flag : sweden" → "flag: sweden".
+    """
+    return attach_punctuation(join_wordpieces(table, tokens, special_ids, suffix_indicator))
+
+
+def join_wordpieces(table, tokens, special_ids, suffix_indicator="##"):
+    """Token strings `[B]` from ids `[B, n]`: special ids dropped, tokens joined, suffix pieces glued.
 
     Plain TensorFlow (no tensorflow_text op): a token after the first that
     starts with `suffix_indicator` and has more after it joins the previous

@@ -1,5 +1,8 @@
 """Transformer captioners: context (image/audio) → causal decoder → caption, generated in-graph."""
 
+import threading
+import warnings
+
 import keras
 import keras_hub
 import numpy as np
@@ -11,10 +14,16 @@ from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
 from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
-from kerasmm.metrics.caption import Bleu, CiderD
+from kerasmm.metrics.caption import Bleu, CiderD, RougeL
 
 # Held-out examples `evaluate` can score with CIDEr-D at once (it keeps every example's ids).
 CIDER_CAPACITY = 10000
+# References per example the default CIDEr-D holds (COCO images have 5 to 7 captions).
+CIDER_REFERENCES = 8
+# The preprocessed-features key that carries every reference's ids `[B, R, L]` during `evaluate`.
+REFERENCES = "references"
+# The references of the test step being traced, per thread (each replica of a strategy traces in its own).
+_STEP = threading.local()
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -27,15 +36,25 @@ class Captioner(ZooTask):
     the cross-attention keys/values are computed once, each step runs the
     decoder on one token against a self-attention KV cache, and the loop
     stops when every row has written the end token. `evaluate` generates
-    greedily in the graph and reports BLEU-4 and CIDEr-D against the
-    reference captions.
+    greedily in the graph and reports BLEU-1..4, CIDEr-D and ROUGE-L (as
+    pycocoevalcap scores them, on token ids) against the reference captions:
+    against every reference of an image when the targets give several, a
+    `[B, R]` string batch padded with "" (`from_coco(..., captions="references")`,
+    `from_tfds(..., captions="references")`), as the COCO evaluation does;
+    the loss and token accuracy then use each image's first caption.
 
     Args:
         backbone: a `CaptionerBackbone`.
         preprocessor: a `CaptionerPreprocessor` (carries the tokenizer).
         label_smoothing: float in [0, 1), for the training loss.
         sampler: the default sampler of `generate`: "greedy", "beam",
-            "top_k", "top_p" or a keras_hub `Sampler`.
+            "random", "top_k", "top_p" or a keras_hub `Sampler`.
+        generate_jit_compile: XLA-compile `generate`'s decoding loop
+            (default True, CPU included: about 2x faster there, see
+            `benchmarks/decode.py`). Independent of the train step's
+            `jit_compile`, which Keras leaves off on CPU; where XLA cannot
+            compile the loop (e.g. a custom sampler with a non-XLA op),
+            `generate` warns once and runs it without XLA.
         start_id, end_id: ids of the tokens that open and close a caption;
             default: the preprocessor's. Kept in the config, so a loaded
             model decodes before its vocabulary asset is read.
@@ -56,7 +75,7 @@ class Captioner(ZooTask):
     preprocessor_cls = CaptionerPreprocessor
 
     def __init__(self, backbone, preprocessor=None, label_smoothing=0.0, sampler="greedy", start_id=None, end_id=None,
-                 **kwargs):
+                 generate_jit_compile=True, **kwargs):
         if not isinstance(backbone, CaptionerBackbone):
             raise ValueError(f"backbone must be a CaptionerBackbone, got {type(backbone).__name__}.")
         label_smoothing = validation.rate("label_smoothing", label_smoothing)
@@ -75,6 +94,7 @@ class Captioner(ZooTask):
             end_id = preprocessor.end_id if end_id is None else end_id
         self.start_id = start_id
         self.end_id = end_id
+        self.generate_jit_compile = validation.boolean("generate_jit_compile", generate_jit_compile)
         self._generate_functions = {}
 
         # === Functional Model ===
@@ -90,7 +110,7 @@ class Captioner(ZooTask):
     def compile(self, optimizer="auto", loss="auto", *, weighted_metrics="auto", caption_metrics="auto", **kwargs):
         """`keras.Model.compile` with defaults: Adam(1e-3), masked cross-entropy, token accuracy.
 
-        `caption_metrics` (default BLEU-4 and CIDEr-D) are scored on greedy
+        `caption_metrics` (default BLEU-1..4, CIDEr-D and ROUGE-L) are scored on greedy
         generations during `evaluate` only; pass `[]` to skip generation there.
         """
         if optimizer == "auto":
@@ -110,8 +130,10 @@ class Captioner(ZooTask):
         ids = {"end_id": self.end_id, "ignore_ids": (0, self.start_id)}
         length = self.backbone.sequence_length
         return [
-            Bleu(max_order=4, name="bleu_4", **ids),
-            CiderD(name="cider_d", capacity=CIDER_CAPACITY, max_length=length, max_references=1, **ids),
+            *[Bleu(max_order=n, name=f"bleu_{n}", **ids) for n in range(1, 5)],
+            CiderD(name="cider_d", capacity=CIDER_CAPACITY, max_length=length, max_references=CIDER_REFERENCES,
+                   **ids),
+            RougeL(name="rouge_l", **ids),
         ]
 
     def evaluate(self, *args, return_dict=False, **kwargs):
@@ -121,11 +143,41 @@ class Captioner(ZooTask):
         logs.update({m.name: float(m.result()) for m in self.caption_metrics})
         return logs if return_dict else [logs[k] for k in ["loss", *[k for k in logs if k != "loss"]]]
 
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        """The preprocessor's batch; while evaluating, `[B, R]` string targets are references.
+
+        The loss and token accuracy use each example's first caption; the ids
+        of all of them (`[B, R, sequence_length + 1]`, "" giving an empty,
+        missing reference) ride along as `x["references"]` for the caption
+        metrics, which `test_step` takes out before the model sees `x`.
+        """
+        if self.preprocessor is None or y is None or not self.evaluating:
+            return super().preprocess_samples(x, y, sample_weight)
+        y = tf.convert_to_tensor(y)
+        if y.dtype != tf.string or y.shape.rank != 2:
+            return super().preprocess_samples(x, y, sample_weight)
+        x, next_tokens, weights = self.preprocessor(x, y[:, 0], sample_weight)
+        ids = self.preprocessor.caption_ids(tf.reshape(y, [-1]))
+        x = {**x, REFERENCES: tf.reshape(ids, tf.concat([tf.shape(y), tf.shape(ids)[-1:]], axis=0))}
+        return x, next_tokens, weights
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not (isinstance(x, dict) and REFERENCES in x):
+            return super().test_step(data)
+        x = dict(x)
+        _STEP.references = x.pop(REFERENCES)
+        try:
+            return super().test_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+        finally:
+            _STEP.references = None
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if self.evaluating and self.caption_metrics:
             tokens = self._generate_tokens(x, generation.get_sampler("greedy"), self.backbone.sequence_length)
+            references = getattr(_STEP, "references", None)
             for metric in self.caption_metrics:
-                metric.update_state(y, tokens)
+                metric.update_state(y if references is None else references, tokens)
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
         return {k: v for k, v in logs.items() if k not in {m.name for m in self.caption_metrics}}
 
@@ -177,25 +229,75 @@ class Captioner(ZooTask):
         )
         return generation.strip_after_end(tokens[:, 1:], end_id)
 
-    def generate_function(self, sampler=None, max_length=None, num_beams=4):
+    def generate_function(self, sampler=None, max_length=None, num_beams=4, jit_compile=None):
         """The compiled `tf.function` mapping preprocessed context inputs → token ids `[B, max_length - 1]`.
 
-        Cached per (sampler, max_length, jit_compile); XLA-compiled when the
-        model's `jit_compile` is on.
+        `sampler`: a name in `kerasmm.generation.SAMPLERS` or a keras_hub
+        `Sampler` (default the model's). XLA-compiled when `jit_compile`
+        (default the model's `generate_jit_compile`) is True; plain Python
+        under `run_eagerly`. Cached per (sampler config but its seed,
+        max_length, jit_compile).
         """
+        function, _ = self._generate_entry(sampler, max_length, num_beams, jit_compile)
+        return function
+
+    def _generate_entry(self, sampler, max_length, num_beams, jit_compile):
+        """`(function, sampler)` from the cache (see `generate_function`), made on first use."""
         max_length = self._check_max_length(max_length)
         sampler = generation.get_sampler(self.sampler if sampler is None else sampler, num_beams=num_beams)
-        jit_compile = bool(getattr(self, "jit_compile", False)) and not self.run_eagerly
-        key = (repr(sampler.get_config()), type(sampler).__name__, max_length, jit_compile)
+        jit_compile = self._generate_jit(jit_compile)
+        # The seed is left out: a sampler's seed generator is reset to it before each `generate`, so
+        # one compiled loop serves every seed.
+        config = {k: v for k, v in sampler.get_config().items() if k != "seed"}
+        key = (repr(config), type(sampler).__name__, max_length, jit_compile)
         if key not in self._generate_functions:
 
             def generate_step(inputs):
                 return self._generate_tokens(inputs, sampler, max_length)
 
-            self._generate_functions[key] = (
-                generate_step if self.run_eagerly else tf.function(generate_step, jit_compile=jit_compile)
-            )
+            function = generate_step if self.run_eagerly else tf.function(generate_step, jit_compile=jit_compile)
+            self._generate_functions[key] = (function, sampler)
         return self._generate_functions[key]
+
+    def _generate_jit(self, jit_compile=None):
+        """Whether generation is XLA-compiled: `jit_compile`, else the model's `generate_jit_compile`."""
+        if self.run_eagerly:
+            return False
+        if jit_compile is None:
+            return bool(getattr(self, "generate_jit_compile", True))
+        return validation.boolean("jit_compile", jit_compile)
+
+    @staticmethod
+    def _reseed(sampler, seed):
+        """Start `sampler`'s random stream at `seed` again (keras_hub samplers advance it at every token)."""
+        generator = getattr(sampler, "seed_generator", None)
+        if seed is not None and generator is not None:
+            generator.state.assign(ops.cast(ops.convert_to_tensor([seed, 0]), generator.state.dtype))
+
+    def _run_generate(self, context, sampler, max_length, num_beams, jit_compile, seed):
+        """Token ids of one preprocessed batch; an XLA compile failure falls back to plain graph mode (warned once)."""
+        function, _ = self._generate_entry(sampler, max_length, num_beams, jit_compile)
+        try:
+            return function(context)
+        except tf.errors.OpError as error:
+            if not self._generate_jit(jit_compile):
+                raise
+            plain, plain_sampler = self._generate_entry(sampler, max_length, num_beams, False)
+            self._reseed(plain_sampler, seed)
+            tokens = plain(context)  # a genuine error (not XLA's) is raised here again
+            # Later calls with these settings go straight to the plain function.
+            key = next(k for k, v in self._generate_functions.items() if v[0] is function)
+            self._generate_functions[key] = (plain, plain_sampler)
+            if not getattr(self, "_warned_xla_fallback", False):
+                self._warned_xla_fallback = True
+                first_line = str(getattr(error, "message", error)).strip().splitlines()[0][:300]
+                warnings.warn(
+                    f"generate: XLA could not compile the decoding loop ({type(error).__name__}: {first_line}); "
+                    "running it without XLA. Pass jit_compile=False to generate (or set the model's "
+                    "generate_jit_compile=False) to skip the attempt.",
+                    RuntimeWarning, stacklevel=3,
+                )
+            return tokens
 
     def _check_max_length(self, max_length):
         limit = self.backbone.sequence_length
@@ -209,7 +311,8 @@ class Captioner(ZooTask):
             )
         return max_length
 
-    def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False):
+    def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False, *,
+                 temperature=None, top_k=None, top_p=None, seed=None, jit_compile=None):
         """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
 
         Args:
@@ -219,15 +322,42 @@ class Captioner(ZooTask):
                 such batches (targets, if any, are ignored).
             max_length: decoder positions to use, start token included
                 (default and maximum: the model's `sequence_length`).
-            sampler: "greedy", "beam", "top_k", "top_p" or a keras_hub
-                `Sampler`; default the model's `sampler`.
+            sampler: "greedy", "beam", "random", "top_k", "top_p" or a
+                keras_hub `Sampler`; default the model's `sampler`, or
+                "top_p" when `top_p` is given, "top_k" when only `top_k` is.
             num_beams: beam width for "beam".
             batch_size: rows per generation call for array inputs.
             return_tokens: return an int32 array `[N, max_length - 1]` of ids
                 (0 after the end token) instead of strings.
+            temperature: float > 0 dividing the logits (any named sampler;
+                default 1).
+            top_k: keep the k likeliest tokens ("top_k"; with "top_p", at
+                most k tokens in the nucleus).
+            top_p: keep the smallest set of tokens whose probability
+                reaches p, in (0, 1] ("top_p").
+            seed: int >= 0 for the random samplers; the same seed gives the
+                same captions.
+            jit_compile: XLA-compile the decoding loop; default the model's
+                `generate_jit_compile` (True). Where XLA fails, generation
+                warns once and runs without it.
+
+        The keyword options cannot be combined with a sampler object, nor
+        with a sampler they do not apply to (a one-line ValueError says
+        which).
+
+        Example:
+        ```python
+        model.generate(images, top_p=0.9, temperature=0.7, seed=1)
+        ```
         """
-        function = self.generate_function(sampler, max_length, num_beams)
-        outputs = [function(self._context_batch(batch)) for batch in self._raw_batches(inputs, batch_size)]
+        sampler = generation.resolve_sampler(sampler, self.sampler, num_beams=num_beams, temperature=temperature,
+                                             top_k=top_k, top_p=top_p, seed=seed)
+        _, cached_sampler = self._generate_entry(sampler, max_length, num_beams, jit_compile)
+        self._reseed(cached_sampler, seed)
+        outputs = [
+            self._run_generate(self._context_batch(batch), sampler, max_length, num_beams, jit_compile, seed)
+            for batch in self._raw_batches(inputs, batch_size)
+        ]
         if not outputs:
             raise ValueError("generate got an empty batch: no images or audio to caption.")
         tokens = np.concatenate([np.asarray(t) for t in outputs], axis=0)
@@ -255,13 +385,19 @@ class Captioner(ZooTask):
         return {k: v for k, v in features.items() if k != "tokens"}
 
     def detokenize(self, tokens):
-        """Caption strings from token ids (cut at the end token; padding and special tokens dropped)."""
+        """Caption strings from token ids (cut at the end token; padding and special tokens dropped).
+
+        Punctuation is re-attached as written ("flag: sweden", "it's", "(a)";
+        see `kerasmm.generation.attach_punctuation`), the same in-graph
+        function an exported model uses.
+        """
         start_id, end_id = self._special_ids()
         tokens = np.asarray(generation.strip_after_end(np.asarray(tokens, "int32"), end_id))
         special = {0, start_id, end_id}
         keep = ~np.isin(tokens, list(special))
         ragged = tf.ragged.boolean_mask(tf.constant(tokens, tf.int32), tf.constant(keep))
-        text = self.preprocessor.tokenizer.detokenize(ragged)
+        # The function the exported model's detokenisation ends with too (captioner_serving.detokenize).
+        text = generation.attach_punctuation(self.preprocessor.tokenizer.detokenize(ragged))
         return [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in np.asarray(text).reshape(-1)]
 
     # --- serving (kerasmm.export) ---------------------------------------------------
@@ -291,6 +427,7 @@ class Captioner(ZooTask):
             {"label_smoothing": self.label_smoothing, "sampler": sampler, "start_id": self.start_id,
              "end_id": self.end_id}
         )
+        config["generate_jit_compile"] = self.generate_jit_compile
         return config
 
     @classmethod
