@@ -11,8 +11,8 @@ model.fit(kerasmm.data.shapes(num_examples=64, batch_size=16), epochs=1)
 and model with Keras (a script may then `keras.saving.load_model` a kerasmm
 file). Only the `kerasmm` command itself starts light, so `kerasmm --help`
 and `kerasmm --version` answer without TensorFlow: there each public part
-(`kerasmm.zoo`, `kerasmm.data`, ...) is imported on first use (PEP 562), the
-first use imports them all, and `kerasmm.load_all()` does so explicitly.
+(`kerasmm.zoo`, `kerasmm.data`, ...) is imported on first use (PEP 562), and
+`kerasmm.load_all()` imports them all (what loading a `.keras` file needs).
 """
 
 import importlib
@@ -34,9 +34,9 @@ _loading = False
 
 def __getattr__(name):
     if name in SUBPACKAGES:
-        module = importlib.import_module(f"{__name__}.{name}")  # also sets it as this module's attribute
-        load_all()
-        return module
+        # Only that part (and what it imports): loading them all here would re-enter a part still being
+        # imported when it asks for another (`from kerasmm import encoders`). `load_all()` registers everything.
+        return importlib.import_module(f"{__name__}.{name}")  # also sets it as this module's attribute
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -119,7 +119,7 @@ def run(args):
         if not args.quiet:
             print(f"kerasmm {NAME}: {step}...", file=sys.stderr, flush=True)
 
-    progress(f"building {args.model}" if args.zoo else f"loading {args.model}")
+    # No progress line before loading: a model that does not load stays a one-line error.
     model = kerasmm.zoo.get(args.model) if args.zoo else load_model(args.model)
     progress(f"tracing the serving signatures and writing the SavedModel under {args.export_dir}")
     try:
