@@ -19,7 +19,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 demo: install
 	$(PY) -m kerasmm.demo
 
-# Two pytest workers, one test file each at a time (module fixtures run once): 31 → 12–13 minutes here.
+# Two pytest workers, one test file each at a time (module fixtures run once): about 18–20 minutes here, twice that with one.
 TEST_WORKERS ?= 2
 
 test: install
