@@ -133,11 +133,12 @@ def test_readme_blocks_run(readme, scratch):
 
 def test_own_encoder_example_registers_and_trains():
     code = next(code for first, code, _ in blocks(ROOT / "README.md") if "MeanPixelEncoder" in code)
-    # test_readme_blocks_run registers "mean_pixels" in this process already; a name is registered once.
-    code = code.replace('"mean_pixels"', '"mean_pixels_again"')
+    # test_readme_blocks_run registers "mean_pixels" (and the Keras name kerasmm>MeanPixelEncoder) in this
+    # process already; each is registered once, so this run of the example registers its own names.
+    code = code.replace('"mean_pixels"', '"mean_pixels_again"').replace("MeanPixelEncoder", "MeanPixelEncoderAgain")
     namespace = {}
     exec(code, namespace)
     model = namespace["model"]
-    assert type(model.backbone.encoder_layers["image"]).__name__ == "MeanPixelEncoder"
+    assert type(model.backbone.encoder_layers["image"]).__name__ == "MeanPixelEncoderAgain"
     history = model.fit(kerasmm.data.shapes(num_examples=4, batch_size=2), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
