@@ -1,5 +1,5 @@
 """`fit` under MirroredStrategy on 2 logical CPU devices matches one device, for a tiny zoo entry of each
-family builder and task (the others differ only in layer choices, each tested on its own)."""
+task (the others differ only in layer choices, each tested on its own)."""
 
 import json
 import os
@@ -13,16 +13,15 @@ import kerasmm
 SCRIPT = os.path.join(os.path.dirname(__file__), "distributed_fit.py")
 
 
-def one_entry_per_builder_and_task():
+def one_entry_per_task():
     chosen = {}
     for name in kerasmm.zoo.list(include_tiny=True, include_aliases=False):
-        entry = kerasmm.zoo.entry(name)
         if name.startswith("tiny_"):
-            chosen.setdefault((entry.builder, entry.task), name)
+            chosen.setdefault(kerasmm.zoo.entry(name).task, name)
     return sorted(chosen.values())
 
 
-TINY = one_entry_per_builder_and_task()
+TINY = one_entry_per_task()
 
 
 @pytest.fixture(scope="module")
