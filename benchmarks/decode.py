@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerasmm  # noqa: E402
+from serving import best_times  # noqa: E402  (the scripts' folder is on sys.path: runs alternated, best of each)
 
 WIDTH, LAYERS, HEADS, VOCABULARY, POSITIONS = 256, 4, 4, 8000, 64
 
@@ -139,23 +140,6 @@ def best_time(function, repeats):
     return min(times)
 
 
-def best_times_interleaved(functions, repeats):
-    """`best_time` of each of `functions` (name → callable), their runs alternated.
-
-    On a shared, noisy machine a burst of load then slows every contender
-    alike instead of whichever was running: fairer for a head-to-head ratio.
-    """
-    for function in functions.values():
-        function()  # warm-up: traces and compiles
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(t) for name, t in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
@@ -206,7 +190,7 @@ def main():
                 "padding_mask": first_token_only(batch, length),
             }
             # With and without XLA alternate, at least 5 runs each: the ratio the last line reports.
-            times = best_times_interleaved({"kerasmm": lambda: np.asarray(greedy(inputs)),
+            times = best_times({"kerasmm": lambda: np.asarray(greedy(inputs)),
                                             "plain": lambda: np.asarray(plain(inputs))}, max(5, args.repeats))
             times.update({
                 "eager": best_time(lambda: eager_recompute(model, context, context_mask, batch, length),
