@@ -139,7 +139,7 @@ class SampleSummaries(keras.callbacks.Callback):
             return
         images = self.features["image"]
         queries = list(dict.fromkeys(_text(t) for t in texts))[:MAX_QUERIES]
-        similarity = self.model.encode_text(queries) @ self.model.encode_image(images).T
+        similarity = self.model.encode_text(queries, verbose=0) @ self.model.encode_image(images, verbose=0).T
         k = min(TOP_K, len(images))
         tiles, labels, rows = [], [], ["| query | rank | score | example's text |", "|---|---|---|---|"]
         for query, row in zip(queries, similarity):

@@ -62,8 +62,9 @@ import logging
 import os
 import runpy
 
-from kerasmm import data, zoo
-from kerasmm.data import fitting, pipeline
+# kerasmm.data and kerasmm.zoo import TensorFlow: reached as `kerasmm.data` / `kerasmm.zoo` at first use, so
+# `kerasmm train --help` (which reads this module's settings) answers without loading them (see kerasmm/__init__).
+import kerasmm
 
 
 def _zoo_dir():
@@ -126,8 +127,8 @@ def load(name_or_path, directory=ZOO_DIR):
         if not os.path.isfile(name_or_path):
             raise FileNotFoundError(f"No recipe file {name_or_path}.")
         return Recipe.from_file(name_or_path)
-    tiny = name_or_path.startswith(zoo.TINY_PREFIX)
-    base = name_or_path[len(zoo.TINY_PREFIX):] if tiny else name_or_path
+    tiny = name_or_path.startswith(kerasmm.zoo.TINY_PREFIX)
+    base = name_or_path[len(kerasmm.zoo.TINY_PREFIX):] if tiny else name_or_path
     path = os.path.join(directory, base, RECIPE_FILE)
     if not os.path.isfile(path):
         raise ValueError(f"Unknown recipe {name_or_path!r}. Recipes: {', '.join(names(directory)) or 'none'} "
@@ -185,8 +186,8 @@ def reader_function(reader):
         from kerasmm.data.tfds import from_tfds
 
         return from_tfds
-    functions = {"shapes": data.shapes, "coco": data.from_coco, "folder": data.from_folder,
-                 "manifest": data.from_manifest, "tfrecord": data.from_tfrecord}
+    functions = {"shapes": kerasmm.data.shapes, "coco": kerasmm.data.from_coco, "folder": kerasmm.data.from_folder,
+                 "manifest": kerasmm.data.from_manifest, "tfrecord": kerasmm.data.from_tfrecord}
     if reader not in functions:
         raise ValueError(f"Unknown reader {reader!r}; readers: {', '.join(READERS)}.")
     return functions[reader]
@@ -198,7 +199,9 @@ def reader_arguments(reader):
     parameters = inspect.signature(function).parameters
     accepted = {n for n, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-        extra = data.shapes_arrays if reader == "shapes" else pipeline.build
+        from kerasmm.data import pipeline
+
+        extra = kerasmm.data.shapes_arrays if reader == "shapes" else pipeline.build
         accepted |= set(inspect.signature(extra).parameters) - {"columns"}
     return sorted(accepted)
 
@@ -250,8 +253,8 @@ class Recipe:
     def from_dict(cls, values):
         """A checked recipe from `to_dict`'s output (`train` completed with `TRAIN_DEFAULTS`)."""
         entry = values["entry"]
-        if entry not in zoo.list(include_tiny=True):
-            raise ValueError(f"Unknown zoo entry {entry!r}; entries: {', '.join(zoo.list())} (and tiny_<name>).")
+        if entry not in kerasmm.zoo.list(include_tiny=True):
+            raise ValueError(f"Unknown zoo entry {entry!r}; entries: {', '.join(kerasmm.zoo.list())} (and tiny_<name>).")
         train = values.get("train") or {}
         unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
         if unknown:
@@ -271,11 +274,11 @@ class Recipe:
     @property
     def task(self):
         """The zoo entry's task: classification, vqa, retrieval, captioning or text_to_image."""
-        return zoo.entry(self.entry).task
+        return kerasmm.zoo.entry(self.entry).task
 
     def model_config(self):
         """The entry's architecture dict with `model` merged in (ValueError on an unknown key)."""
-        return zoo.merge_config(zoo.entry(self.entry).config, self.model, self.entry)
+        return kerasmm.zoo.merge_config(kerasmm.zoo.entry(self.entry).config, self.model, self.entry)
 
     def check(self):
         """ValueError unless the model overrides, training settings and data arguments are valid."""
@@ -325,7 +328,7 @@ class Recipe:
         shrunk = {section: {**getattr(self, section), "num_examples": n} for section, n in sizes.items()
                   if getattr(self, section) and getattr(self, section)["reader"] == "shapes"}
         train = {**self.train, "epochs": TINY["epochs"], "batch_size": TINY["batch_size"]}
-        return dataclasses.replace(self, name=zoo.TINY_PREFIX + self.name, entry=zoo.TINY_PREFIX + self.entry,
+        return dataclasses.replace(self, name=kerasmm.zoo.TINY_PREFIX + self.name, entry=kerasmm.zoo.TINY_PREFIX + self.entry,
                                    model={}, train=train, **shrunk)
 
     def with_settings(self, settings):
@@ -343,7 +346,7 @@ class Recipe:
                                  f"data.KEY and held_out.KEY (reader arguments).")
             if section == "model":
                 try:
-                    zoo.merge_config(zoo.entry(self.entry).config, {path[0]: None}, self.entry)
+                    kerasmm.zoo.merge_config(kerasmm.zoo.entry(self.entry).config, {path[0]: None}, self.entry)
                 except ValueError as error:
                     raise ValueError(f"Unknown setting {key!r}: {error}") from None
             elif values[section] is None:
@@ -425,6 +428,8 @@ class Recipe:
             return {"class_names": names, "num_classes": len(names)}, [note]
         if given_names is not None:
             count = len(given_names)
+        from kerasmm.data import fitting
+
         largest = fitting.largest_integer_label(self.data)
         if count is None and largest is None:
             raise ValueError(f"The data ({self.data['reader']}) have integer labels and no class names, so the class "
@@ -445,22 +450,24 @@ class Recipe:
         kept = (previous or {}).get("model", {}).get("vocabulary")
         if isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data:
             return kept, f"Vocabulary: the run's own, {len(kept)} WordPiece tokens trained on its data"
+        from kerasmm.data import fitting
+
         texts = fitting.texts_in_files(self.data)
         if texts is None:
             texts = fitting.texts_in_dataset(dataset)
         if not texts:
             return None, None
-        unknown, total = fitting.count_unknown_tokens(texts, data.shapes_vocabulary())
+        unknown, total = fitting.count_unknown_tokens(texts, kerasmm.data.shapes_vocabulary())
         if not unknown:
             return None, None
-        vocabulary = data.train_vocabulary(texts, size=VOCABULARY_SIZE)
+        vocabulary = kerasmm.data.train_vocabulary(texts, size=VOCABULARY_SIZE)
         return vocabulary, (f"Vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(texts)} "
                             f"texts (the recipe's shapes vocabulary leaves {unknown} of {total} tokens unknown)")
 
     def build_model(self):
         """A new compiled model: `kerasmm.zoo.get(entry, precision=..., jit_compile=..., **model)` (`TRAIN`'s)."""
         try:
-            return zoo.get(self.entry, precision=self.train["precision"], jit_compile=self.train["jit_compile"],
+            return kerasmm.zoo.get(self.entry, precision=self.train["precision"], jit_compile=self.train["jit_compile"],
                            **self.model)
         except TypeError as error:
             raise ValueError(f"Cannot build {self.entry} with {self.model}: {error}") from None
@@ -531,7 +538,7 @@ class Recipe:
             "image_size": config.get("image_size"),
             "audio_length": config.get("audio_length") if "audio" in modalities else None,
             "with_audio": "audio" in modalities,
-            "task": self.task if self.task in data.TASKS else "captioning",
+            "task": self.task if self.task in kerasmm.data.TASKS else "captioning",
             "target": "label" if self.task in LABEL_TASKS else "text",
         }
         if reader != "shapes":

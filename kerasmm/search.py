@@ -224,7 +224,7 @@ class Index:
             progress = _progress(len(images), verbose)
             chunks = []
             for i in range(0, len(images), batch_size):
-                chunks.append(model.encode_image(images[i: i + batch_size], batch_size=batch_size))
+                chunks.append(model.encode_image(images[i: i + batch_size], batch_size=batch_size, verbose=0))
                 progress.add(len(chunks[-1]))
         else:
             paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
@@ -252,7 +252,7 @@ class Index:
                         batch.append(image)
                         keys.append(path)
                     if batch:
-                        chunks.append(model.encode_image(np.stack(batch), batch_size=batch_size))
+                        chunks.append(model.encode_image(np.stack(batch), batch_size=batch_size, verbose=0))
                     progress.add(len(batch_paths))
             skipped.warn()
             if not keys:

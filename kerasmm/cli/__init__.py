@@ -29,7 +29,7 @@ from kerasmm.cli.errors import one_line, user_error  # noqa: F401  (one_line: pa
 from kerasmm.version import __version__
 
 # Each command's module in `kerasmm.cli`, in the order `kerasmm --help` lists them. `main` imports only the
-# chosen command's module (so `kerasmm --help`, `--version` and most `<command> --help` import no TensorFlow);
+# chosen command's module (so `kerasmm --help`, `--version` and every `<command> --help` import no TensorFlow);
 # the others show the summary line of their module docstring, read from the source.
 COMMAND_MODULES = ("list_", "train", "evaluate", "export", "caption", "search", "demo")
 USAGE_ERROR = 2

@@ -61,6 +61,8 @@ MAX_CYCLE_LENGTH = 4
 SHUFFLE_BUFFER = 10_000
 _SHARD_NAME = re.compile(r"^(?P<prefix>.*)-\d{5,}-of-\d{5,}\.tfrecord$")
 _CHECK_BATCH = 32  # small batches: checked in parallel, one per core
+# At verbose="auto", a check of at least this many records (by the schema) shows a progress bar: it takes seconds.
+PROGRESS_MIN_RECORDS = 5000
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Problem codes of the record check (bits; 0 = a good record).
@@ -242,6 +244,7 @@ def from_tfrecord(
     input_context=None,
     on_error="raise",
     schema=None,
+    verbose="auto",
 ):
     """Read shards written by `to_tfrecord` (glob `pattern`) as batched `(features, targets)`.
 
@@ -258,6 +261,9 @@ def from_tfrecord(
     `on_error="skip"` is dropped and listed in `dataset.skipped_records`.
     A schema sidecar that is missing, not JSON or not a valid schema is a
     ValueError naming it, and so is a read where no usable record is left.
+    `verbose`: 1 shows a progress bar of the records checked, 0 none, "auto"
+    one when the schema counts at least `PROGRESS_MIN_RECORDS` of them (or
+    cannot count them).
 
     Example:
     ```python
@@ -268,6 +274,7 @@ def from_tfrecord(
     """
     errors.check_on_error(on_error)
     batch_size = validation.positive_int("batch_size", batch_size)
+    verbose = validation.one_of("verbose", verbose, (0, 1, "auto"))
     paths = _match(pattern)
     if schema is not None:
         schema_path = os.fspath(schema)
@@ -278,13 +285,16 @@ def from_tfrecord(
         schema, described = _find_schema(paths)
     reader = f"from_tfrecord({pattern})"
     skipped = errors.SkippedRecords(reader)
+    expected = {path: _expected_count(path, described[path]) if path in described else None for path in paths}
+    progress = _ScanProgress.start(reader, list(expected.values()), verbose)
     plans = []
     for path in paths:
-        expected = _expected_count(path, described[path]) if path in described else None
-        plan = _inspect_shard(path, schema, expected)
+        plan = _inspect_shard(path, schema, expected[path], progress)
         for index, reason in plan.bad:
             errors.bad_record(on_error, skipped, record_source(path, index), reason)
         plans.append(plan)
+    if progress is not None:
+        progress.finish()
     num_records = sum(plan.num_good for plan in plans)
     if num_records == 0:
         detail = f" ({skipped.summary()})" if len(skipped) else ""
@@ -509,16 +519,17 @@ class _ShardPlan:
         self.lengths = lengths
 
 
-def _inspect_shard(path, schema, expected=None):
+def _inspect_shard(path, schema, expected=None, progress=None):
     """Read one shard once: CRCs via TensorFlow's reader, contents against the schema.
 
     `expected` is how many records the shard should hold (from its schema),
     or None: a shard that holds fewer (cut short at a record boundary, or
     emptied, which TensorFlow's reader does not notice) lists the missing ones.
+    `progress` (a `_ScanProgress`) counts the records of the first pass.
     """
     compression = schema.get("compression")
     try:
-        count, bad = _check_records(tf.data.TFRecordDataset(path, compression or ""), schema)
+        count, bad = _check_records(tf.data.TFRecordDataset(path, compression or ""), schema, progress)
         if expected is None or count >= expected:
             return _ShardPlan(path, count - len(bad), bad, exclude=[i for i, _ in bad])
         if compression:
@@ -590,7 +601,7 @@ def record_source(path, index):
     return f"{path} {index}"
 
 
-def _check_records(records, schema):
+def _check_records(records, schema, progress=None):
     """`(number of records, [(record number, reason), ...])` for a dataset of serialized records.
 
     The records are checked in parallel batches as TensorFlow's reader reads
@@ -610,6 +621,8 @@ def _check_records(records, schema):
         found, count = [], 0
         for numbers, result in batches.as_numpy_iterator():
             count += len(numbers)
+            if progress is not None:
+                progress.add(len(numbers))
             found.extend((int(n), int(c)) for n, c in zip(numbers, result) if c)
         return count, [(n, _reason(c, schema)) for n, c in sorted(found)]
     except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
@@ -638,6 +651,32 @@ def _check_records(records, schema):
             code=_PNG_UNDECODABLE)
     codes[~checked] = _NOT_EXAMPLE
     return count, [(int(n), _reason(int(codes[n]), schema)) for n in np.flatnonzero(codes)]
+
+
+class _ScanProgress:
+    """The records `from_tfrecord` has checked, on a `keras.utils.Progbar` (stdout, as Keras' own bars)."""
+
+    def __init__(self, target):
+        import keras
+
+        self.bar = keras.utils.Progbar(target, unit_name="record")
+        self.done = 0
+
+    @classmethod
+    def start(cls, reader, counts, verbose):
+        """A progress bar for shards holding `counts` records (None: unknown), or None where `verbose` says none."""
+        target = None if None in counts else sum(counts)
+        if verbose == 0 or (verbose == "auto" and target is not None and target < PROGRESS_MIN_RECORDS):
+            return None
+        print(f"{reader}: checking {len(counts)} shard{'s' * (len(counts) != 1)} before reading", flush=True)
+        return cls(target)
+
+    def add(self, count):
+        self.done += count
+        self.bar.update(self.done)
+
+    def finish(self):
+        self.bar.update(self.done, finalize=True)
 
 
 def _reason(code, schema):

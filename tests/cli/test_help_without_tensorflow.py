@@ -9,10 +9,6 @@ import pytest
 import kerasmm
 from kerasmm.cli import COMMAND_MODULES, COMMANDS, _command_summary
 
-# `train` and `eval` take `--data`/`--set` from kerasmm/cli/options.py, which imports kerasmm.recipes, which
-# imports kerasmm.data and kerasmm.zoo (TensorFlow) at module level.
-NEEDS_RECIPES = ("train", "eval")
-
 
 def tensorflow_imported(*argv):
     """Run `python -m kerasmm.cli ARGV` (the command, as its console script runs it) and report whether it
@@ -33,10 +29,7 @@ def test_top_level_help_and_version_import_no_tensorflow(argv):
 
 
 @pytest.mark.parametrize("name", [command.NAME for command in COMMANDS])
-def test_command_help_imports_no_tensorflow(name, request):
-    if name in NEEDS_RECIPES:  # strict: passing once options.py or recipes.py imports lazily is a reminder
-        request.applymarker(pytest.mark.xfail(strict=True, reason="kerasmm/cli/options.py imports "
-                                              "kerasmm.recipes, which imports TensorFlow at module level"))
+def test_command_help_imports_no_tensorflow(name):
     imported, out = tensorflow_imported(name, "--help")
     assert not imported
     assert name == "demo" or out.startswith(f"usage: kerasmm {name}")

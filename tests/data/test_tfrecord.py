@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from kerasmm.data import SHAPES, shapes
+from kerasmm.data import tfrecord
 from kerasmm.data.errors import BadRecordError
 from kerasmm.data.tfrecord import crc32c, from_tfrecord, scan_records, to_tfrecord
 
@@ -247,6 +248,22 @@ def test_bad_arguments(tmp_path, classified):
     with pytest.raises(ValueError, match="not a kerasmm TFRecord schema"):
         from_tfrecord(pattern, schema=str(tmp_path / "broken.schema.json"))
     assert len(examples(from_tfrecord(pattern, schema=str(tmp_path / "elsewhere.json")))) == 10
+
+
+def test_the_record_check_shows_progress_when_asked_or_large(classified, capsys, monkeypatch):
+    _, _, pattern = classified
+    from_tfrecord(pattern)  # "auto": 10 records by the schema, a quick check, no bar
+    assert capsys.readouterr().out == ""
+    from_tfrecord(pattern, verbose=1)
+    out = capsys.readouterr().out
+    assert "checking 3 shards before reading" in out and "10/10" in out
+    monkeypatch.setattr(tfrecord, "PROGRESS_MIN_RECORDS", 10)
+    from_tfrecord(pattern)
+    assert "10/10" in capsys.readouterr().out
+    from_tfrecord(pattern, verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="verbose must be one of"):
+        from_tfrecord(pattern, verbose=2)
 
 
 def test_crc32c_and_framing_agree_with_tensorflow(classified):

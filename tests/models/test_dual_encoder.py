@@ -28,6 +28,21 @@ def test_encoders_give_unit_embeddings(model):
     np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
 
 
+def test_encoding_shows_keras_progress_bar_only_past_one_batch(model, capsys):
+    features, _ = kerasmm.data.shapes_arrays(num_examples=3)
+    model.encode_image(features["image"])  # "auto": one batch, no bar
+    assert capsys.readouterr().out == ""
+    bars = model.encode_text(list(features["text"]), batch_size=2)  # "auto": two batches
+    assert "2/2" in capsys.readouterr().out
+    np.testing.assert_allclose(bars, model.encode_text(list(features["text"]), verbose=0), atol=1e-6)
+    assert capsys.readouterr().out == ""
+    for verbose in (2, True, "yes"):
+        with pytest.raises(ValueError, match="verbose must be one of \\(0, 1, 'auto'\\)"):
+            model.encode_text(["a circle"], verbose=verbose)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.encode_text(["a circle"], batch_size=0)
+
+
 def test_zero_shot_classification(model):
     features, _ = kerasmm.data.shapes_arrays(num_examples=4)
     probs = model.classify(features["image"], list(kerasmm.data.SHAPES), templates=("a {}", "a small {}"))

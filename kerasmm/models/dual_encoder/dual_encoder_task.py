@@ -138,24 +138,33 @@ class DualEncoder(ZooTask):
             towers[modality] = keras.Model(inputs, self.backbone.get_layer(f"{modality}_normalization").output)
         return towers[modality]
 
-    def _encode(self, modality, raw, batch_size):
+    def _encode(self, modality, raw, batch_size, verbose="auto"):
         raw = np.asarray(raw) if not hasattr(raw, "shape") else raw
         if len(raw) == 0:
             raise ValueError(f"Nothing to encode: the {modality} batch is empty.")
+        batch_size = validation.positive_int("batch_size", batch_size)
+        verbose = validation.one_of("verbose", verbose, (0, 1, "auto"))
+        if verbose == "auto":  # a bar only where there is more than one batch to wait for
+            verbose = int(len(raw) > batch_size)
         prepared = self.preprocessor.prepare(modality, raw) if self.preprocessor is not None else raw
-        return self.tower(modality).predict(prepared, batch_size=batch_size, verbose=0)
+        return self.tower(modality).predict(prepared, batch_size=batch_size, verbose=verbose)
 
-    def encode_text(self, texts, batch_size=256):
-        """Unit-length embeddings `[N, E]` of raw strings."""
-        return self._encode("text", texts, batch_size)
+    def encode_text(self, texts, batch_size=256, verbose="auto"):
+        """Unit-length embeddings `[N, E]` of raw strings.
 
-    def encode_image(self, images, batch_size=256):
+        `verbose`: 1 shows Keras' progress bar, 0 none, "auto" one when
+        there is more than one batch (the same for `encode_image` and
+        `encode_audio`).
+        """
+        return self._encode("text", texts, batch_size, verbose)
+
+    def encode_image(self, images, batch_size=256, verbose="auto"):
         """Unit-length embeddings `[N, E]` of raw images (uint8 `[N,H,W,3]`)."""
-        return self._encode("image", images, batch_size)
+        return self._encode("image", images, batch_size, verbose)
 
-    def encode_audio(self, waveforms, batch_size=256):
+    def encode_audio(self, waveforms, batch_size=256, verbose="auto"):
         """Unit-length embeddings `[N, E]` of raw waveforms `[N, S]`."""
-        return self._encode("audio", waveforms, batch_size)
+        return self._encode("audio", waveforms, batch_size, verbose)
 
     def class_embeddings(self, class_names, templates=DEFAULT_TEMPLATES):
         """One unit vector per class: the mean of its prompt embeddings ("a photo of a {}."), renormalised."""
@@ -164,12 +173,12 @@ class DualEncoder(ZooTask):
         if not templates or any("{}" not in t for t in templates):
             raise ValueError(f"Each template needs a '{{}}' for the class name; got {templates!r}.")
         prompts = [t.format(name) for name in class_names for t in templates]
-        embeddings = self.encode_text(prompts).reshape(len(class_names), len(templates), -1).mean(axis=1)
+        embeddings = self.encode_text(prompts, verbose=0).reshape(len(class_names), len(templates), -1).mean(axis=1)
         return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
 
     def classify(self, inputs, class_names, templates=DEFAULT_TEMPLATES):
         """Zero-shot class probabilities `[N, C]` of raw images (or audio) against `class_names`."""
-        queries = self._encode(self.query_modality, inputs, 256)
+        queries = self._encode(self.query_modality, inputs, 256, verbose=0)
         scale = float(np.exp(min(float(self.logit_scale_variable.numpy()), contrastive.MAX_LOGIT_SCALE)))
         logits = scale * queries @ self.class_embeddings(class_names, templates).T
         logits -= logits.max(axis=1, keepdims=True)
