@@ -109,7 +109,6 @@ LABEL_TASKS = ("classification", "vqa")
 _OWNED = ("batch_size", "shuffle", "reader")
 # Model settings `Recipe.fit_to_data` takes from the training data.
 DATA_FITTED = ("class_names", "num_classes", "vocabulary")
-VOCABULARY_SIZE = 8000
 _PREVIEW = 5
 
 
@@ -460,7 +459,7 @@ class Recipe:
         unknown, total = fitting.count_unknown_tokens(texts, kerasmm.data.shapes_vocabulary())
         if not unknown:
             return None, None
-        vocabulary = kerasmm.data.train_vocabulary(texts, size=VOCABULARY_SIZE)
+        vocabulary = kerasmm.zoo.data_fit.data_vocabulary(texts)
         return vocabulary, (f"Vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(texts)} "
                             f"texts (the recipe's shapes vocabulary leaves {unknown} of {total} tokens unknown)")
 

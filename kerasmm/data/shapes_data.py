@@ -341,6 +341,8 @@ def shapes(
     `audio_seconds`): images uint8, text tf.string, audio float32, targets
     int32 (tf.string for "captioning"). `shuffle=True` shuffles the whole set
     with a buffer seeded by `seed` before batching (reshuffled each epoch).
+    A label task's dataset names its classes (`dataset.class_names`, as
+    kerasmm's other readers do): `label_names(task)`.
 
     Example:
     ```python
@@ -362,8 +364,10 @@ def shapes(
     dataset = tf.data.Dataset.from_tensor_slices((features, targets))
     if shuffle:
         dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    if task != "captioning":
+        dataset.class_names = list(label_names(task))
+    return dataset
 
 
 def shapes_vocabulary():

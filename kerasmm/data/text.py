@@ -32,14 +32,17 @@ RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 _BATCH = 1024
 
 
-def train_vocabulary(source, size=8000, lowercase=True, reserved_tokens=RESERVED_TOKENS):
+def train_vocabulary(source, size=8000, lowercase=True, reserved_tokens=RESERVED_TOKENS, min_count=None):
     """Train a WordPiece vocabulary (a list of str, reserved tokens first) on the texts of `source`.
 
     `source` is a batched `(features, targets)` dataset from a kerasmm reader
     (its `features["text"]` and, for captioning, its string targets), a
     dataset of strings, or a list of strings. `size` is the largest number of
     tokens (fewer when the texts need fewer). Keep `lowercase=True` for zoo
-    models: their tokenizers lowercase.
+    models: their tokenizers lowercase. `min_count`: how often a word must
+    occur to become a token of its own (rarer words are spelt in pieces);
+    None keeps keras_hub's learner, whose floor is 10, too high for a few
+    thousand captions, where most words occur less often.
 
     Example:
     ```python
@@ -59,9 +62,19 @@ def train_vocabulary(source, size=8000, lowercase=True, reserved_tokens=RESERVED
     if size <= len(reserved):
         raise ValueError(f"size must exceed the {len(reserved)} reserved tokens, got {size}.")
     texts = _texts(source)
-    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        texts, vocabulary_size=size, lowercase=lowercase, reserved_tokens=reserved
-    )
+    if min_count is None:
+        vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+            texts, vocabulary_size=size, lowercase=lowercase, reserved_tokens=reserved
+        )
+    else:
+        # keras_hub's trainer fixes the learner's count floor at 10; tensorflow-text's own entry point takes it.
+        from tensorflow_text.tools.wordpiece_vocab.bert_vocab_from_dataset import bert_vocab_from_dataset
+
+        min_count = validation.positive_int("min_count", min_count)
+        if lowercase:
+            texts = texts.map(lambda batch: tf.strings.lower(batch, encoding="utf-8"))
+        vocabulary = bert_vocab_from_dataset(texts.unbatch(), size, reserved, bert_tokenizer_params={"lower_case": False},
+                                             learn_params={"lower_thresh": min_count})
     if vocabulary[: len(reserved)] != reserved:  # keras_hub puts them first; the models rely on it
         vocabulary = reserved + [t for t in vocabulary if t not in reserved][: size - len(reserved)]
     return list(vocabulary)

@@ -29,10 +29,15 @@ def load_vocabulary(vocabulary):
     return vocabulary
 
 
+def is_preset_vocabulary(vocabulary):
+    """Whether a vocabulary setting names a keras-hub preset (a directory, or a `kaggle://` / `hf://` handle)."""
+    return isinstance(vocabulary, (str, os.PathLike)) and (os.path.isdir(vocabulary) or is_remote(vocabulary))
+
+
 def tokenizer_for(vocabulary):
-    """The tokenizer of a vocabulary setting: a keras-hub preset's own (a preset directory, name or
-    `kaggle://` / `hf://` handle), else a lowercasing WordPiece tokenizer (see `load_vocabulary`)."""
-    if isinstance(vocabulary, (str, os.PathLike)) and (os.path.isdir(vocabulary) or is_remote(vocabulary)):
+    """The tokenizer of a vocabulary setting: a keras-hub preset's own (see `is_preset_vocabulary`), else a
+    lowercasing WordPiece tokenizer (see `load_vocabulary`)."""
+    if is_preset_vocabulary(vocabulary):
         return preset_tokenizer(vocabulary)
     return keras_hub.tokenizers.WordPieceTokenizer(vocabulary=load_vocabulary(vocabulary), lowercase=True)
 

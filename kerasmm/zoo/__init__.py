@@ -11,6 +11,7 @@ import kerasmm
 kerasmm.zoo.list()                        # ['audio_visual_classifier', ...]
 model = kerasmm.zoo.get("tiny_weighted_sum_classifier", learning_rate=3e-3)
 model = kerasmm.zoo.get("tiny_dual_encoder", precision="mixed_bfloat16", jit_compile=True)
+model = kerasmm.zoo.get("tiny_captioner", data=kerasmm.data.shapes(num_examples=32, task="captioning"))
 ```
 """
 
@@ -28,6 +29,7 @@ from kerasmm.models.classifier import classifier_presets
 from kerasmm.models.dual_encoder import dual_encoder_presets, pretrained_dual_encoder_presets
 from kerasmm.models.text_to_image import text_to_image_presets
 from kerasmm.registry import Registry
+from kerasmm.zoo import data_fit
 
 # Each family's presets module: SETTINGS (every setting and its default), build(**settings) and PRESETS.
 FAMILY_PRESETS = (classifier_presets, dual_encoder_presets, pretrained_dual_encoder_presets, captioner_presets,
@@ -48,10 +50,14 @@ class ZooEntry:
         self.task = task
         self.description = description
 
-    def __call__(self, precision=None, jit_compile="auto", **overrides):
-        """A new compiled model; see `get` for `precision` and `jit_compile`."""
+    def __call__(self, precision=None, jit_compile="auto", data=None, **overrides):
+        """A new compiled model; see `get` for `precision`, `jit_compile` and `data`."""
         precision = check_precision(precision)
         jit_compile = check_jit_compile(jit_compile)
+        if data is not None:
+            fitted, notes = data_fit.fit_settings(self, data, overrides)
+            data_fit.report(self.name, notes)
+            overrides = {**fitted, **overrides}
         config = merge_config(self.config, overrides, self.name)
         with precision_scope(precision):
             model = self.builder(**config)
@@ -89,7 +95,7 @@ def register_with_twin(names, builder, defaults, full, tiny, description):
                      alias_of=alias_of and prefix + alias_of)
 
 
-def get(name, precision=None, jit_compile="auto", **overrides):
+def get(name, precision=None, jit_compile="auto", data=None, **overrides):
     """A new compiled model for the entry `name`, with `overrides` merged into its config.
 
     Args:
@@ -103,9 +109,13 @@ def get(name, precision=None, jit_compile="auto", **overrides):
         jit_compile: True or False to compile the train, test and predict
             steps with XLA or not; "auto" keeps Keras' choice (XLA on GPUs
             and TPUs when no distribution strategy is active).
+        data: the training data, a `tf.data.Dataset` of `(features,
+            targets)` batches (a kerasmm reader's): read once to set the
+            class names and count, the vocabulary and the sequence length
+            from it, each choice printed (see `kerasmm.zoo.data_fit`).
         **overrides: settings of the entry's architecture dict.
     """
-    return ZOO.get(name, precision=precision, jit_compile=jit_compile, **overrides)
+    return ZOO.get(name, precision=precision, jit_compile=jit_compile, data=data, **overrides)
 
 
 def entry(name):

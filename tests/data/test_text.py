@@ -53,6 +53,19 @@ def test_save_and_load_round_trip(tmp_path, caption_vocab):
     assert tokenizer(path).get_vocabulary() == vocab
 
 
+def test_min_count_keeps_words_seen_that_often_whole():
+    texts = ["Glacier walk", "glacier VIEW", "a walrus", "a Walrus"] + [f"token{i}" for i in range(20)]
+    default = train_vocabulary(texts, size=200)  # keras_hub's learner: a word needs 10 occurrences
+    assert "glacier" not in default and "walrus" not in default
+    vocab = train_vocabulary(texts, size=200, min_count=2)
+    assert vocab[:4] == ["[PAD]", "[UNK]", "[START]", "[END]"]
+    assert {"glacier", "walrus"} <= set(vocab) and "view" not in vocab  # lowercased; "view" occurs once
+    ids = np.asarray(tokenizer(vocab).tokenize("a glacier walk")).tolist()
+    assert vocab.index("[UNK]") not in ids and vocab[ids[1]] == "glacier"
+    with pytest.raises(ValueError, match="min_count"):
+        train_vocabulary(texts, min_count=0)
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="size must exceed"):
         train_vocabulary(CAPTIONS, size=4)

@@ -88,6 +88,25 @@ class MultimodalClassifier(ZooTask):
         self.dropout = dropout
         self.class_names = class_names
 
+    def fit(self, x=None, *args, **kwargs):
+        self.check_classes(x, "training data")
+        self.check_classes(kwargs.get("validation_data"), "validation data")
+        return super().fit(x, *args, **kwargs)
+
+    def check_classes(self, data, what="data"):
+        """A ValueError when `data` (a kerasmm reader's dataset) names more classes than the head has.
+
+        Without it the first training step fails inside the graph, on a label beyond the logits.
+        """
+        names = getattr(data, "class_names", None)
+        if names and len(names) > self.num_classes:
+            shown = ", ".join(str(n) for n in list(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise ValueError(
+                f"The {what} have {len(names)} classes ({shown}) but this model's head has {self.num_classes}: "
+                f"build the model for the data, kerasmm.zoo.get(name, data=train_ds), or with "
+                f"num_classes={len(names)}."
+            )
+
     def compile(self, optimizer="auto", loss="auto", *, metrics="auto", **kwargs):
         """`keras.Model.compile` with defaults: Adam(1e-3), sparse cross-entropy, accuracy."""
         if optimizer == "auto":

@@ -1,0 +1,188 @@
+"""Fit a zoo entry to its training data: `kerasmm.zoo.get(name, data=train_ds)`.
+
+The data are read once, before the model is built, for what the entry
+cannot guess:
+
+- a label task takes the data's class names (`dataset.class_names`, which
+  kerasmm's readers set) and class count, or the largest label + 1 where the
+  labels have no names; a `num_classes` / `class_names` given with them must
+  agree (labels beyond the head are a ValueError here, not an error inside
+  the first training step);
+- a model that reads text with the embedded shapes vocabulary (`vocabulary`
+  None) gets a WordPiece vocabulary trained on the data's texts when the
+  shapes vocabulary leaves any of their tokens unknown; a vocabulary given
+  with the data that leaves more than `UNKNOWN_WARNING` of them unknown is
+  warned about, with the ratio;
+- `sequence_length` (text tokens, or caption positions of a captioner) is
+  set to hold `LENGTH_COVERAGE` of the data's texts with their start and
+  end tokens, rounded up to a multiple of 8, between 8 and `MAX_LENGTH`.
+
+What was chosen is printed, a line per setting (on stdout, as Keras' progress
+output; logged at INFO level instead where Keras' interactive logging is off).
+Settings given as overrides are kept (checked, for the classes).
+
+Example:
+```python
+import kerasmm
+train = kerasmm.data.shapes(num_examples=32, batch_size=8)
+model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=train)   # 4 classes, the data's names
+```
+"""
+
+import logging
+import math
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasmm import data
+from kerasmm.data import fitting, text
+from kerasmm.models.preset_parts import is_preset_vocabulary, load_vocabulary
+
+LABEL_TASKS = ("classification", "vqa")
+UNKNOWN_WARNING = 0.05  # share of [UNK] tokens above which a given vocabulary is warned about
+LENGTH_COVERAGE = 0.95  # share of the texts whose tokens fit in the chosen sequence_length
+MAX_LENGTH = 64
+VOCABULARY_SIZE = 8000
+# A word seen this often becomes a token of its own. keras_hub's trainer asks for 10, which on a few thousand
+# captions spells most words in pieces: on benchmarks/real_data.py's app_icons, a text-only classifier trained
+# 40 s reached 0.434 accuracy with that vocabulary (327 tokens, texts up to 40 tokens) and 0.509 with this
+# one (1216 tokens, 24).
+VOCABULARY_MIN_COUNT = 2
+_PREVIEW = 5
+
+
+class DataFacts:
+    """What one pass over a `(features, targets)` dataset tells: labels, class names and texts."""
+
+    def __init__(self, dataset):
+        if not isinstance(dataset, tf.data.Dataset):
+            raise ValueError(f"data must be a tf.data.Dataset of (features, targets) batches (a kerasmm reader's), "
+                             f"got {type(dataset).__name__}.")
+        spec = dataset.element_spec
+        if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[0], dict)):
+            raise ValueError("data must give (features dict, targets) batches, as kerasmm.data's readers do; got "
+                             f"elements {spec}.")
+        self.class_names = [str(n) for n in getattr(dataset, "class_names", None) or []] or None
+        self.texts, labels = [], []
+        for features, targets, *_ in dataset.as_numpy_iterator():
+            if "text" in features:
+                self.texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
+            targets = np.asarray(targets)
+            if targets.dtype.kind in "SO":
+                self.texts += [t.decode("utf-8") for t in np.ravel(targets)]
+            elif targets.dtype.kind in "iu":
+                labels.append(np.ravel(targets))
+        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        self.largest_label = int(labels.max()) if labels.size else None
+        self.smallest_label = int(labels.min()) if labels.size else None
+        self.texts = [t.strip() for t in self.texts if t.strip()]
+
+
+def fit_settings(entry, dataset, overrides):
+    """`(settings, notes)`: the settings of zoo `entry` that `dataset` decides, and a line for each.
+
+    `overrides` are the settings the caller gave: they are kept, and the
+    class settings among them are checked against the data.
+    """
+    from kerasmm.zoo import merge_config  # (this module is imported by kerasmm.zoo)
+
+    facts = DataFacts(dataset)
+    config = merge_config(entry.config, overrides, entry.name)
+    settings, notes = {}, []
+    if entry.task in LABEL_TASKS:
+        settings, notes = _classes(facts, overrides)
+    if _reads_text(entry, config):
+        for key, value, note in _text_settings(facts, config, overrides):
+            settings[key] = value
+            notes.append(note)
+    return settings, notes
+
+
+def data_vocabulary(texts):
+    """The WordPiece vocabulary the zoo trains for `texts` (see `VOCABULARY_SIZE`, `VOCABULARY_MIN_COUNT`)."""
+    return text.train_vocabulary(texts, size=VOCABULARY_SIZE, min_count=VOCABULARY_MIN_COUNT)
+
+
+def report(name, notes):
+    """Print what `kerasmm.zoo.get(name, data=...)` chose, a line each."""
+    for note in notes:
+        line = f"kerasmm.zoo.get({name!r}, data=...): {note}"
+        if keras.config.is_interactive_logging_enabled():
+            print(line, flush=True)
+        else:
+            logging.getLogger("kerasmm").info(line)
+
+
+def _reads_text(entry, config):
+    if "vocabulary" not in entry.config:  # a pretrained tower brings its own tokenizer
+        return False
+    return entry.task == "captioning" or (config.get("encoders") or {}).get("text") is not None
+
+
+def _classes(facts, overrides):
+    names, largest = facts.class_names, facts.largest_label
+    given_names, given_count = overrides.get("class_names"), overrides.get("num_classes")
+    if facts.smallest_label is not None and facts.smallest_label < 0:
+        raise ValueError(f"The data have a negative label ({facts.smallest_label}): labels are class indices "
+                         "0 .. num_classes - 1.")
+    if names and largest is not None and largest >= len(names):
+        raise ValueError(f"The data name {len(names)} classes ({_preview(names)}) but have labels up to {largest}.")
+    if given_names is not None and names and [str(n) for n in given_names] != names:
+        raise ValueError(f"The data's classes are {_preview(names)} but class_names is {_preview(given_names)}: "
+                         "leave class_names out, the data name them.")
+    count = given_count if given_count is not None else (len(given_names) if given_names is not None else None)
+    needed = len(names) if names else (largest + 1 if largest is not None else None)
+    if count is not None and needed is not None and count < needed:
+        what = f"{len(names)} classes ({_preview(names)})" if names else f"labels up to {largest}"
+        raise ValueError(f"The data have {what} but num_classes={count}: leave num_classes out (the data give "
+                         f"{needed}) or pass num_classes={needed} or more.")
+    if count is not None:
+        return {}, []
+    if names:
+        return ({"class_names": names, "num_classes": len(names)},
+                [f"{len(names)} classes from the data ({_preview(names)})"])
+    if largest is None:
+        raise ValueError("The data have no labels and no class names, so the class count is unknown: pass "
+                         "num_classes=N.")
+    return ({"num_classes": largest + 1, "class_names": None},
+            [f"{largest + 1} classes from the data's labels (0 to {largest}, no names)"])
+
+
+def _text_settings(facts, config, overrides):
+    """`(setting, value, note)` for the vocabulary and the sequence length the data's texts call for."""
+    if not facts.texts:
+        return []
+    chosen = []
+    vocabulary = config.get("vocabulary")
+    if vocabulary is None:
+        unknown, total = fitting.count_unknown_tokens(facts.texts, data.shapes_vocabulary())
+        if unknown:
+            vocabulary = data_vocabulary(facts.texts)
+            chosen.append(("vocabulary", vocabulary,
+                           f"vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(facts.texts)} "
+                           f"texts (the shapes vocabulary leaves {unknown} of their {total} tokens unknown)"))
+        else:
+            vocabulary = data.shapes_vocabulary()
+    elif "vocabulary" in overrides and not is_preset_vocabulary(vocabulary):
+        unknown, total = fitting.count_unknown_tokens(facts.texts, load_vocabulary(vocabulary))
+        if total and unknown / total > UNKNOWN_WARNING:
+            warnings.warn(f"The vocabulary given leaves {unknown / total:.0%} of the data's tokens unknown "
+                          f"({unknown} of {total} become [UNK]): leave vocabulary out to train one on the data, "
+                          "or give one that covers them.", UserWarning, stacklevel=4)
+    if "sequence_length" not in overrides and not is_preset_vocabulary(vocabulary):
+        vocabulary = load_vocabulary(vocabulary)
+        lengths = [len(row) + 2 for row in text.tokenizer(vocabulary).tokenize(facts.texts)]  # + start and end
+        covered = int(np.quantile(lengths, LENGTH_COVERAGE, method="higher"))
+        length = min(MAX_LENGTH, max(8, 8 * math.ceil(covered / 8)))
+        chosen.append(("sequence_length", length,
+                       f"sequence_length={length}: {LENGTH_COVERAGE:.0%} of the texts fit with their start and end "
+                       f"tokens (the longest takes {max(lengths)})"))
+    return chosen
+
+
+def _preview(names):
+    names = [str(n) for n in names]
+    return ", ".join(names[:_PREVIEW]) + (f", ... ({len(names)} in all)" if len(names) > _PREVIEW else "")
