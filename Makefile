@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-real clean
 
 install: $(STAMP)
 
@@ -28,8 +28,12 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not integration"
 
+# Speed and memory; benchmarks/real_data.py (what models learn on real sets, about an hour) is bench-real.
 bench: install
-	@for script in $(wildcard benchmarks/*.py); do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in $(filter-out benchmarks/real_data.py,$(wildcard benchmarks/*.py)); do echo "== $$script"; $(PY) $$script || exit 1; done
+
+bench-real: install
+	$(PY) benchmarks/real_data.py
 
 clean:
 	rm -rf $(VENV) demo_out build *.egg-info

@@ -243,13 +243,7 @@ class Captioner(ZooTask):
 
     def _generate_entry(self, sampler, max_length, num_beams, jit_compile):
         """`(function, sampler)` from the cache (see `generate_function`), made on first use."""
-        max_length = self._check_max_length(max_length)
-        sampler = generation.get_sampler(self.sampler if sampler is None else sampler, num_beams=num_beams)
-        jit_compile = self._generate_jit(jit_compile)
-        # The seed is left out: a sampler's seed generator is reset to it before each `generate`, so
-        # one compiled loop serves every seed.
-        config = {k: v for k, v in sampler.get_config().items() if k != "seed"}
-        key = (repr(config), type(sampler).__name__, max_length, jit_compile)
+        key, sampler, max_length, jit_compile = self._generate_key(sampler, max_length, num_beams, jit_compile)
         if key not in self._generate_functions:
 
             def generate_step(inputs):
@@ -258,6 +252,16 @@ class Captioner(ZooTask):
             function = generate_step if self.run_eagerly else tf.function(generate_step, jit_compile=jit_compile)
             self._generate_functions[key] = (function, sampler)
         return self._generate_functions[key]
+
+    def _generate_key(self, sampler, max_length, num_beams, jit_compile):
+        """`(cache key, sampler, max_length, jit_compile)` of a generate function, the arguments resolved."""
+        max_length = self._check_max_length(max_length)
+        sampler = generation.get_sampler(self.sampler if sampler is None else sampler, num_beams=num_beams)
+        jit_compile = self._generate_jit(jit_compile)
+        # The seed is left out: a sampler's seed generator is reset to it before each `generate`, so
+        # one compiled loop serves every seed.
+        config = {k: v for k, v in sampler.get_config().items() if k != "seed"}
+        return (repr(config), type(sampler).__name__, max_length, jit_compile), sampler, max_length, jit_compile
 
     def _generate_jit(self, jit_compile=None):
         """Whether generation is XLA-compiled: `jit_compile`, else the model's `generate_jit_compile`."""
@@ -286,7 +290,7 @@ class Captioner(ZooTask):
             self._reseed(plain_sampler, seed)
             tokens = plain(context)  # a genuine error (not XLA's) is raised here again
             # Later calls with these settings go straight to the plain function.
-            key = next(k for k, v in self._generate_functions.items() if v[0] is function)
+            key = self._generate_key(sampler, max_length, num_beams, jit_compile)[0]
             self._generate_functions[key] = (plain, plain_sampler)
             if not getattr(self, "_warned_xla_fallback", False):
                 self._warned_xla_fallback = True
