@@ -37,10 +37,11 @@ Settings, `KEY=VALUE` (values are Python literals, else strings):
 - `data.KEY`, `held_out.KEY`: an argument of the reader (`data.captions='all'`).
 
 `Recipe.fit_to_data()` fits the model settings to training data other than
-shapes (what `kerasmm train --data` records in `recipe.json`): the data's
-class names and count for a label task, and a WordPiece vocabulary trained
-on the data's texts when the embedded shapes vocabulary would leave words
-of them unknown. See `DATA_FITTED`; `kerasmm.data.fitting` reads the data for it.
+shapes (what `kerasmm train --data` records in `recipe.json`) as
+`kerasmm.zoo.get(entry, data=...)` does: the data's class names and count
+for a label task, a WordPiece vocabulary trained on the data's texts when
+the embedded shapes vocabulary would leave words of them unknown, and the
+text length. See `DATA_FITTED`.
 
 Example:
 ```python
@@ -108,8 +109,7 @@ LABEL_TASKS = ("classification", "vqa")
 # Reader arguments the recipe sets itself (from TRAIN and the caller), never through data.KEY.
 _OWNED = ("batch_size", "shuffle", "reader")
 # Model settings `Recipe.fit_to_data` takes from the training data.
-DATA_FITTED = ("class_names", "num_classes", "vocabulary")
-_PREVIEW = 5
+DATA_FITTED = ("class_names", "num_classes", "vocabulary", "sequence_length")
 
 
 def names(directory=ZOO_DIR):
@@ -376,32 +376,38 @@ class Recipe:
     def fit_to_data(self, previous=None):
         """`(recipe, notes)`: this recipe with the model fitted to its training data, and what changed.
 
-        Shapes data leave it as it is. Otherwise a label task's model takes
-        the data's class names (`dataset.class_names`) and count; labels that
-        are integers without names give the count as the largest label + 1
-        (read from a manifest), else `model.num_classes` must be set. A model
-        that reads text with the embedded shapes vocabulary (`vocabulary`
-        None) gets a WordPiece vocabulary trained on the data's texts when
-        the shapes vocabulary leaves words of them unknown. Model settings the
-        recipe already gives (`--set model.num_classes=N`) must agree with
-        the data. `previous` is the `to_dict()` of an earlier run: where it
-        read the same data, its vocabulary is kept rather than trained again.
+        Shapes data leave it as it is. Otherwise the settings are those of
+        `kerasmm.zoo.get(entry, data=...)` (`kerasmm.zoo.data_fit`): a label
+        task's classes, a vocabulary trained on the data's texts where the
+        shapes vocabulary leaves words of them unknown, and the text length.
+        Integer labels without names give the class count only where they
+        can be read from the files (a manifest's largest label + 1), else
+        `model.num_classes` must be set. Model settings the recipe already
+        gives (`--set model.num_classes=N`) are kept and must agree with the
+        data. `previous` is the `to_dict()` of an earlier run: where it read
+        the same data, its vocabulary is kept rather than trained again.
         `notes` are lines for the user.
         """
         if self.data["reader"] == "shapes":
             return self, []
+        from kerasmm.data import fitting
+
         with _quiet_readers():
             dataset = self._fitting_dataset()
-        model, notes = {}, []
-        if self.task in LABEL_TASKS:
-            model, notes = self._fit_classes(dataset)
-        vocabulary, note = self._fit_vocabulary(dataset, previous)
-        if vocabulary is not None:
-            model["vocabulary"] = vocabulary
-            notes.append(note)
+        texts = fitting.texts_in_files(self.data)
+        facts = kerasmm.zoo.data_fit.DataFacts(
+            class_names=getattr(dataset, "class_names", None),
+            texts=texts if texts is not None else fitting.texts_in_dataset(dataset),
+            largest_label=fitting.largest_integer_label(self.data) if self.task in LABEL_TASKS else None)
+        kept = (previous or {}).get("model", {}).get("vocabulary")
+        same_data = isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data
+        data_fit = kerasmm.zoo.data_fit
+        model, notes = data_fit.fit_settings(kerasmm.zoo.entry(self.entry), facts, self.model,
+                                             spelling=data_fit.Spelling("model.", "set --set "),
+                                             trained_vocabulary=kept if same_data else None)
         recipe = dataclasses.replace(self, model={**self.model, **model})
         recipe.check()
-        return recipe, notes
+        return recipe, [note[0].upper() + note[1:] for note in notes]
 
     def _fitting_dataset(self):
         """The training data unshuffled, every caption of an image given (where the reader can)."""
@@ -409,59 +415,6 @@ class Recipe:
         if "captions" in reader_arguments(spec["reader"]):
             spec = {**spec, "captions": "all"}
         return dataclasses.replace(self, data=spec).dataset("data")
-
-    def _fit_classes(self, dataset):
-        """`(model settings, notes)` of the classes of `dataset`, checked against the recipe's."""
-        config = self.model_config()
-        names = getattr(dataset, "class_names", None)
-        given_names, count = config.get("class_names"), config.get("num_classes")
-        if names:
-            names = [str(n) for n in names]
-            if given_names is not None and [str(n) for n in given_names] != names:
-                raise ValueError(f"The data's classes are {preview_names(names)} but model.class_names is "
-                                 f"{preview_names(given_names)}: leave model.class_names out, the data name them.")
-            if count is not None and count != len(names):
-                raise ValueError(f"The data have {len(names)} classes ({preview_names(names)}) but "
-                                 f"model.num_classes is {count}: leave model.num_classes out, the data give it.")
-            note = f"Classes from the data: {len(names)} ({preview_names(names)})"
-            return {"class_names": names, "num_classes": len(names)}, [note]
-        if given_names is not None:
-            count = len(given_names)
-        from kerasmm.data import fitting
-
-        largest = fitting.largest_integer_label(self.data)
-        if count is None and largest is None:
-            raise ValueError(f"The data ({self.data['reader']}) have integer labels and no class names, so the class "
-                             "count is unknown: set it with --set model.num_classes=N (the largest label + 1).")
-        if largest is not None and count is not None and largest >= count:
-            raise ValueError(f"The data have labels up to {largest} but the model has {count} classes: set "
-                             f"--set model.num_classes={largest + 1} (or more), or fix the labels.")
-        if count is not None:
-            return {}, []
-        return {"num_classes": largest + 1}, [f"Classes from the data: {largest + 1} (labels 0 to {largest})"]
-
-    def _fit_vocabulary(self, dataset, previous=None):
-        """`(vocabulary or None, note)`: a WordPiece vocabulary of the data's texts where shapes' leaves words out."""
-        config = self.model_config()
-        reads_text = "text" in (config.get("encoders") or {}) or self.task == "captioning"
-        if not reads_text or "vocabulary" not in config or config["vocabulary"] is not None:
-            return None, None
-        kept = (previous or {}).get("model", {}).get("vocabulary")
-        if isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data:
-            return kept, f"Vocabulary: the run's own, {len(kept)} WordPiece tokens trained on its data"
-        from kerasmm.data import fitting
-
-        texts = fitting.texts_in_files(self.data)
-        if texts is None:
-            texts = fitting.texts_in_dataset(dataset)
-        if not texts:
-            return None, None
-        unknown, total = fitting.count_unknown_tokens(texts, kerasmm.data.shapes_vocabulary())
-        if not unknown:
-            return None, None
-        vocabulary = kerasmm.zoo.data_fit.data_vocabulary(texts)
-        return vocabulary, (f"Vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(texts)} "
-                            f"texts (the recipe's shapes vocabulary leaves {unknown} of {total} tokens unknown)")
 
     def build_model(self):
         """A new compiled model: `kerasmm.zoo.get(entry, precision=..., jit_compile=..., **model)` (`TRAIN`'s)."""
@@ -545,13 +498,6 @@ class Recipe:
         kwargs = {k: v for k, v in defaults.items() if k in accepted and v is not None}
         kwargs.update(spec)
         return reader_function(reader)(**kwargs)
-
-
-def preview_names(names):
-    """`names` for a message: the first few, and how many more."""
-    names = [str(n) for n in names]
-    more = f", ... {len(names) - _PREVIEW} more" if len(names) > _PREVIEW else ""
-    return ", ".join(names[:_PREVIEW]) + more
 
 
 @contextlib.contextmanager

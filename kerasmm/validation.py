@@ -93,3 +93,13 @@ def one_of(name, value, choices):
     if not any(isinstance(value, bool) == isinstance(c, bool) and value == c for c in choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
     return value
+
+
+def preview(names, limit=5):
+    """`names` for a message: the first `limit`, and how many in all when there are more.
+
+    >>> preview(["ant", "bee", "cat", "dog", "eel", "fox"])
+    'ant, bee, cat, dog, eel, ... (6 in all)'
+    """
+    names = [str(n) for n in names]
+    return ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")

@@ -40,6 +40,7 @@ import sys
 import numpy as np
 
 from kerasmm.cli.options import RECIPE_HELP, add_recipe_options
+from kerasmm.validation import preview
 
 NAME = "eval"
 
@@ -90,10 +91,8 @@ def check_classes(model, held_out, path):
     model_names = getattr(model, "class_names", None)
     if data_names is None or model_names is None or [str(n) for n in data_names] == list(model_names):
         return
-    from kerasmm.recipes import preview_names
-
-    raise ValueError(f"The held-out data's classes ({preview_names(data_names)}) are not those of the model in {path} "
-                     f"({preview_names(model_names)}): label i would be scored as another class. Give data of the "
+    raise ValueError(f"The held-out data's classes ({preview(data_names)}) are not those of the model in {path} "
+                     f"({preview(model_names)}): label i would be scored as another class. Give data of the "
                      "model's classes.")
 
 

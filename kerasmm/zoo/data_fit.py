@@ -40,6 +40,7 @@ import tensorflow as tf
 from kerasmm import data
 from kerasmm.data import fitting, text
 from kerasmm.models.preset_parts import is_preset_vocabulary, load_vocabulary
+from kerasmm.validation import preview
 
 LABEL_TASKS = ("classification", "vqa")
 UNKNOWN_WARNING = 0.05  # share of [UNK] tokens above which a given vocabulary is warned about
@@ -51,13 +52,23 @@ VOCABULARY_SIZE = 8000
 # 40 s reached 0.434 accuracy with that vocabulary (327 tokens, texts up to 40 tokens) and 0.509 with this
 # one (1216 tokens, 24).
 VOCABULARY_MIN_COUNT = 2
-_PREVIEW = 5
 
 
 class DataFacts:
-    """What one pass over a `(features, targets)` dataset tells: labels, class names and texts."""
+    """What the data tell about a model's settings: class names, largest and smallest label, texts.
 
-    def __init__(self, dataset):
+    `DataFacts.read(dataset)` takes them from one pass over a dataset; `kerasmm train` builds them
+    from the files where it can read them faster (see `kerasmm.recipes.Recipe.fit_to_data`).
+    """
+
+    def __init__(self, class_names=None, texts=(), largest_label=None, smallest_label=None):
+        self.class_names = [str(n) for n in class_names or []] or None
+        self.texts = [t.strip() for t in texts if t.strip()]
+        self.largest_label = largest_label
+        self.smallest_label = smallest_label
+
+    @classmethod
+    def read(cls, dataset):
         if not isinstance(dataset, tf.data.Dataset):
             raise ValueError(f"data must be a tf.data.Dataset of (features, targets) batches (a kerasmm reader's), "
                              f"got {type(dataset).__name__}.")
@@ -65,37 +76,54 @@ class DataFacts:
         if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[0], dict)):
             raise ValueError("data must give (features dict, targets) batches, as kerasmm.data's readers do; got "
                              f"elements {spec}.")
-        self.class_names = [str(n) for n in getattr(dataset, "class_names", None) or []] or None
-        self.texts, labels = [], []
+        texts, labels = [], []
         for features, targets, *_ in dataset.as_numpy_iterator():
             if "text" in features:
-                self.texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
+                texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
             targets = np.asarray(targets)
             if targets.dtype.kind in "SO":
-                self.texts += [t.decode("utf-8") for t in np.ravel(targets)]
+                texts += [t.decode("utf-8") for t in np.ravel(targets)]
             elif targets.dtype.kind in "iu":
                 labels.append(np.ravel(targets))
         labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        self.largest_label = int(labels.max()) if labels.size else None
-        self.smallest_label = int(labels.min()) if labels.size else None
-        self.texts = [t.strip() for t in self.texts if t.strip()]
+        return cls(getattr(dataset, "class_names", None), texts, int(labels.max()) if labels.size else None,
+                   int(labels.min()) if labels.size else None)
 
 
-def fit_settings(entry, dataset, overrides):
-    """`(settings, notes)`: the settings of zoo `entry` that `dataset` decides, and a line for each.
+class Spelling:
+    """How the caller gives a setting, for messages: `num_classes=N` to `zoo.get`, `--set model.num_classes=N`
+    to `kerasmm train`."""
 
-    `overrides` are the settings the caller gave: they are kept, and the
-    class settings among them are checked against the data.
+    def __init__(self, prefix="", command="pass "):
+        self.prefix, self.command = prefix, command
+
+    def name(self, key):
+        return f"{self.prefix}{key}"
+
+    def give(self, key, value):
+        return f"{self.command}{self.prefix}{key}={value}"
+
+
+ZOO_GET = Spelling()
+
+
+def fit_settings(entry, data, overrides, *, spelling=ZOO_GET, trained_vocabulary=None):
+    """`(settings, notes)`: the settings of zoo `entry` that `data` decide, and a line for each.
+
+    `data` is a dataset or its `DataFacts`. `overrides` are the settings the
+    caller gave: they are kept, and the class settings among them are checked
+    against the data. `trained_vocabulary`, where given, is used instead of
+    training one (a run that read the same data before).
     """
     from kerasmm.zoo import merge_config  # (this module is imported by kerasmm.zoo)
 
-    facts = DataFacts(dataset)
+    facts = data if isinstance(data, DataFacts) else DataFacts.read(data)
     config = merge_config(entry.config, overrides, entry.name)
     settings, notes = {}, []
     if entry.task in LABEL_TASKS:
-        settings, notes = _classes(facts, overrides)
+        settings, notes = _classes(facts, overrides, spelling)
     if _reads_text(entry, config):
-        for key, value, note in _text_settings(facts, config, overrides):
+        for key, value, note in _text_settings(facts, config, overrides, trained_vocabulary):
             settings[key] = value
             notes.append(note)
     return settings, notes
@@ -122,36 +150,37 @@ def _reads_text(entry, config):
     return entry.task == "captioning" or (config.get("encoders") or {}).get("text") is not None
 
 
-def _classes(facts, overrides):
+def _classes(facts, overrides, spelling):
     names, largest = facts.class_names, facts.largest_label
     given_names, given_count = overrides.get("class_names"), overrides.get("num_classes")
+    num_classes, class_names = spelling.name("num_classes"), spelling.name("class_names")
     if facts.smallest_label is not None and facts.smallest_label < 0:
         raise ValueError(f"The data have a negative label ({facts.smallest_label}): labels are class indices "
                          "0 .. num_classes - 1.")
     if names and largest is not None and largest >= len(names):
-        raise ValueError(f"The data name {len(names)} classes ({_preview(names)}) but have labels up to {largest}.")
+        raise ValueError(f"The data name {len(names)} classes ({preview(names)}) but have labels up to {largest}.")
     if given_names is not None and names and [str(n) for n in given_names] != names:
-        raise ValueError(f"The data's classes are {_preview(names)} but class_names is {_preview(given_names)}: "
-                         "leave class_names out, the data name them.")
+        raise ValueError(f"The data's classes are {preview(names)} but {class_names} is {preview(given_names)}: "
+                         f"leave {class_names} out, the data name them.")
     count = given_count if given_count is not None else (len(given_names) if given_names is not None else None)
     needed = len(names) if names else (largest + 1 if largest is not None else None)
     if count is not None and needed is not None and count < needed:
-        what = f"{len(names)} classes ({_preview(names)})" if names else f"labels up to {largest}"
-        raise ValueError(f"The data have {what} but num_classes={count}: leave num_classes out (the data give "
-                         f"{needed}) or pass num_classes={needed} or more.")
+        what = f"{len(names)} classes ({preview(names)})" if names else f"labels up to {largest}"
+        raise ValueError(f"The data have {what} but {num_classes}={count}: leave {num_classes} out (the data "
+                         f"give {needed}) or {spelling.give('num_classes', needed)} or more.")
     if count is not None:
         return {}, []
     if names:
         return ({"class_names": names, "num_classes": len(names)},
-                [f"{len(names)} classes from the data ({_preview(names)})"])
+                [f"{len(names)} classes from the data ({preview(names)})"])
     if largest is None:
-        raise ValueError("The data have no labels and no class names, so the class count is unknown: pass "
-                         "num_classes=N.")
+        raise ValueError("The data have no class names and no integer labels read to count, so the class "
+                         f"count is unknown: {spelling.give('num_classes', 'N')} (the largest label + 1).")
     return ({"num_classes": largest + 1, "class_names": None},
             [f"{largest + 1} classes from the data's labels (0 to {largest}, no names)"])
 
 
-def _text_settings(facts, config, overrides):
+def _text_settings(facts, config, overrides, trained_vocabulary=None):
     """`(setting, value, note)` for the vocabulary and the sequence length the data's texts call for."""
     if not facts.texts:
         return []
@@ -159,7 +188,11 @@ def _text_settings(facts, config, overrides):
     vocabulary = config.get("vocabulary")
     if vocabulary is None:
         unknown, total = fitting.count_unknown_tokens(facts.texts, data.shapes_vocabulary())
-        if unknown:
+        if unknown and trained_vocabulary is not None:
+            vocabulary = trained_vocabulary
+            chosen.append(("vocabulary", vocabulary, f"vocabulary: the run's own, {len(vocabulary)} WordPiece tokens "
+                                                     "trained on its data"))
+        elif unknown:
             vocabulary = data_vocabulary(facts.texts)
             chosen.append(("vocabulary", vocabulary,
                            f"vocabulary: {len(vocabulary)} WordPiece tokens trained on the data's {len(facts.texts)} "
@@ -182,7 +215,3 @@ def _text_settings(facts, config, overrides):
                        f"tokens (the longest takes {max(lengths)})"))
     return chosen
 
-
-def _preview(names):
-    names = [str(n) for n in names]
-    return ", ".join(names[:_PREVIEW]) + (f", ... ({len(names)} in all)" if len(names) > _PREVIEW else "")

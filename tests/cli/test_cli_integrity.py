@@ -94,7 +94,7 @@ def test_train_on_a_folder_takes_its_classes_through_eval_and_export(five_class_
 
     assert main([*argv, "--verbose", "2"]) == 0  # the same data fit the same model: no "other settings"
     printed = capsys.readouterr().out
-    assert "Classes from the data: 5 (ant, bee, cat, dog, eel)" in printed and "is complete" in printed
+    assert "5 classes from the data (ant, bee, cat, dog, eel)" in printed and "is complete" in printed
     assert main(["eval", str(out), "--data", f"folder:{five_classes}"]) == 0
     assert "accuracy" in json.loads(capsys.readouterr().out.splitlines()[-1])
     assert main(["export", str(out), str(tmp_path / "serving"), "--no-warmup"]) == 0
@@ -122,7 +122,7 @@ def test_integer_labels_give_the_class_count_or_a_one_line_error(tmp_path, capsy
     out = tmp_path / "run"
     assert main(["train", CLASSIFIER, "--out", str(out), "--data", f"manifest:{manifest}",
                  "--set", IMAGE_ONLY, *FAST]) == 0, capsys.readouterr().err
-    assert "Classes from the data: 6 (labels 0 to 5)" in capsys.readouterr().out
+    assert "6 classes from the data's labels (0 to 5, no names)" in capsys.readouterr().out
     assert json.loads((out / "recipe.json").read_text())["model"]["num_classes"] == 6
 
     status = main(["train", CLASSIFIER, "--out", str(tmp_path / "small"), "--data", f"manifest:{manifest}",

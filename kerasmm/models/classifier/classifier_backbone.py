@@ -65,8 +65,10 @@ class MultimodalBackbone(EncodersBackbone):
         # === Functional Model ===
         inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
         fusion_inputs = {}
+        pooled = {}
         for m in modalities:
             encoded = built[m](inputs[m])
+            pooled[m] = encoded["pooled"]
             if self.fusion.input_kind == "sequence":
                 fusion_inputs[m] = encoded["sequence"]
                 fusion_inputs[f"{m}_padding_mask"] = encoded["sequence_mask"]
@@ -75,6 +77,8 @@ class MultimodalBackbone(EncodersBackbone):
             fusion_inputs[f"{m}_mask"] = inputs[f"{m}_mask"]
         fused = self.fusion(fusion_inputs)
         super().__init__(inputs=inputs, outputs=fused, dtype=dtype, **kwargs)
+        # Symbolic: each modality's pooled [B, D] encoding, for heads that also train on one modality alone.
+        self.modality_features = pooled
 
         # === Config ===
         self._set_inputs(modalities, image_size, sequence_length, audio_length)

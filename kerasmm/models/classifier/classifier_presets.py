@@ -18,6 +18,7 @@ SETTINGS = {
     "class_names": None,
     "hidden_dim": None,
     "dropout": 0.1,
+    "modality_loss_weight": 0.0,
     "learning_rate": 1e-3,
     # A pretrained `keras_hub_image` tower (see `preset_parts.IMAGE_TOWER_SETTINGS`): its keras-hub preset
     # (directory, name or handle), else a random CLIP vision tower of these sizes, and its last blocks to train.
@@ -27,7 +28,7 @@ SETTINGS = {
 }
 # The settings each component takes as they are.
 BACKBONE = ("fusion",)
-TASK = ("num_classes", "hidden_dim", "dropout", "class_names")
+TASK = ("num_classes", "hidden_dim", "dropout", "class_names", "modality_loss_weight")
 
 
 def build(**settings):

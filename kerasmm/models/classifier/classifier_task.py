@@ -25,6 +25,14 @@ class MultimodalClassifier(ZooTask):
         dropout: float, dropout before the output layer.
         activation: None (logits) or "softmax".
         class_names: optional list of `num_classes` label names.
+        modality_loss_weight: float. When above 0 and the backbone has
+            several modalities, each modality's pooled encoding also gets its
+            own output layer during training, and the loss adds this weight
+            times their cross-entropies. Every encoder must then classify on
+            its own, so the fused model cannot lean on the modality that fits
+            the training set fastest and neglect the others (Wang et al.,
+            "What Makes Training Multi-modal Classification Networks Hard?",
+            2020). Prediction uses the fused output only.
 
     Example:
     ```python
@@ -49,6 +57,7 @@ class MultimodalClassifier(ZooTask):
         dropout=0.1,
         activation=None,
         class_names=None,
+        modality_loss_weight=0.0,
         **kwargs,
     ):
         if not isinstance(backbone, MultimodalBackbone):
@@ -60,6 +69,9 @@ class MultimodalClassifier(ZooTask):
                 raise ValueError(f"{len(class_names)} class_names given for num_classes={num_classes}.")
         if activation not in (None, "softmax"):
             raise ValueError(f"activation must be None (logits) or 'softmax', got {activation!r}.")
+        modality_loss_weight = validation.non_negative_number("modality_loss_weight", modality_loss_weight)
+        modalities = list(backbone.modality_features) if modality_loss_weight and len(
+            backbone.modality_features) > 1 else []
 
         # === Layers ===
         # The head follows the backbone's dtype policy (so a reloaded model is still mixed precision),
@@ -72,13 +84,27 @@ class MultimodalClassifier(ZooTask):
         )
         self.output_dropout = keras.layers.Dropout(dropout, dtype=policy, name="output_dropout")
         self.output_dense = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="logits")
+        self.modality_heads = {
+            m: keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=f"{m}_logits")
+            for m in modalities
+        }
 
         # === Functional Model ===
         inputs = dict(backbone.input)
-        x = backbone(inputs)
+        if modalities:
+            # The backbone's own graph with each modality's encoding as an output too: one pass gives both.
+            encoded = keras.Model(backbone.input, {"fused": backbone.output, **backbone.modality_features},
+                                  name="backbone_with_modalities")(inputs)
+            x = encoded["fused"]
+        else:
+            x = backbone(inputs)
         if self.hidden is not None:
             x = self.hidden(x)
         outputs = self.output_dense(self.output_dropout(x))
+        # What `call` returns while training: the fused output and each modality's own.
+        self._training_graph = keras.Model(
+            inputs, {"fused": outputs, **{m: self.modality_heads[m](encoded[m]) for m in modalities}}
+        ) if modalities else None
         self.activation = activation  # read by the default compile() inside Task.__init__
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -87,6 +113,25 @@ class MultimodalClassifier(ZooTask):
         self.hidden_dim = hidden_dim
         self.dropout = dropout
         self.class_names = class_names
+        self.modality_loss_weight = modality_loss_weight
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self._training_graph is not None:
+            return self._training_graph(inputs, training=True)
+        return super().call(inputs, training=training, mask=mask)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, dict):
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        loss = super().compute_loss(x, y, y_pred["fused"], sample_weight, training)
+        cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=self.activation is None)
+        for m in self.modality_heads:
+            loss = loss + self.modality_loss_weight * keras.ops.cast(
+                cross_entropy(y, y_pred[m], sample_weight=sample_weight), loss.dtype)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, y_pred["fused"] if isinstance(y_pred, dict) else y_pred, sample_weight)
 
     def fit(self, x=None, *args, **kwargs):
         self.check_classes(x, "training data")
@@ -100,9 +145,9 @@ class MultimodalClassifier(ZooTask):
         """
         names = getattr(data, "class_names", None)
         if names and len(names) > self.num_classes:
-            shown = ", ".join(str(n) for n in list(names)[:5]) + (", ..." if len(names) > 5 else "")
             raise ValueError(
-                f"The {what} have {len(names)} classes ({shown}) but this model's head has {self.num_classes}: "
+                f"The {what} have {len(names)} classes ({validation.preview(names)}) but this model's head has "
+                f"{self.num_classes}: "
                 f"build the model for the data, kerasmm.zoo.get(name, data=train_ds), or with "
                 f"num_classes={len(names)}."
             )
@@ -141,6 +186,7 @@ class MultimodalClassifier(ZooTask):
                 "dropout": self.dropout,
                 "activation": self.activation,
                 "class_names": self.class_names,
+                "modality_loss_weight": self.modality_loss_weight,
             }
         )
         return config
