@@ -81,6 +81,11 @@ def probability(name, value):
     return _number(name, value, lambda v: 0 <= v <= 1, "a float in [0, 1]")
 
 
+def fraction(name, value):
+    """`value` as a float if it is in (0, 1) (a share of the data to hold out)."""
+    return _number(name, value, lambda v: 0 < v < 1, "a float between 0 and 1 (exclusive)")
+
+
 def boolean(name, value):
     """`value` if it is True or False (not 0, 1 or a string)."""
     if not isinstance(value, bool):

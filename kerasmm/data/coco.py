@@ -167,6 +167,9 @@ def from_coco(annotations_json, image_dir, captions="sample", target=None, on_er
     Under `on_error="skip"` `dataset.skipped_records` lists each dropped
     `images[i]` entry and annotation.
 
+    `validation_split=F` with `subset="training"`, `"validation"` or `"both"` (a
+    `(training, validation)` pair) holds out F of the images, spread evenly through
+    the reading order, the same ones every time (`RecordTable.dataset`).
     Other keyword arguments go to `kerasmm.data.pipeline.build`.
 
     Example:

@@ -34,6 +34,9 @@ def from_folder(root, target=None, on_error="raise", **pipeline_kwargs):
     `"text"` and `"audio"` where present; targets the class index
     (`target="label"`, the default when there are classes) or the caption
     (`target="text"`, which moves the caption out of the features).
+    `validation_split=F` with `subset="training"`, `"validation"` or `"both"` (a
+    `(training, validation)` pair) holds out F of the images, spread evenly through
+    the reading order, the same ones every time (`RecordTable.dataset`).
     Other keyword arguments go to `kerasmm.data.pipeline.build` (batch_size,
     image_size, shuffle, augment, input_context, ...).
 
@@ -41,6 +44,7 @@ def from_folder(root, target=None, on_error="raise", **pipeline_kwargs):
     ```python
     ds = kerasmm.data.from_folder("photos/", image_size=64, batch_size=16)
     ds.class_names   # ['cats', 'dogs']
+    train, val = kerasmm.data.from_folder("photos/", image_size=64, validation_split=0.2, subset="both")
     ```
     """
     if not os.path.isdir(root):

@@ -226,6 +226,9 @@ def from_manifest(path, target=None, on_error="raise", **pipeline_kwargs):
     `text`, with the same label or none) is ordinary caption data and is
     kept, as are exact repeats of a row.
 
+    `validation_split=F` with `subset="training"`, `"validation"` or `"both"` (a
+    `(training, validation)` pair) holds out F of the images, spread evenly through
+    the reading order, the same ones every time (`RecordTable.dataset`).
     Other keyword arguments go to `kerasmm.data.pipeline.build`.
 
     Example:

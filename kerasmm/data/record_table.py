@@ -1,10 +1,13 @@
 """Checked record tables: what file readers collect before building a pipeline."""
 
+import math
 import os
 
+from kerasmm import validation
 from kerasmm.data import audio_ops, errors, image_header, pipeline
 
 FIELDS = ("image", "audio", "text", "captions", "label")
+SUBSETS = ("training", "validation", "both")
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -112,8 +115,14 @@ class RecordTable:
             fields["captions"] = [c for c, _ in checked]
         return None
 
-    def dataset(self, target=None, **pipeline_kwargs):
-        """The batched pipeline over the kept records, reporting the skipped ones."""
+    def dataset(self, target=None, validation_split=None, subset=None, **pipeline_kwargs):
+        """The batched pipeline over the kept records, reporting the skipped ones.
+
+        With `validation_split` F and `subset` "training", "validation" or
+        "both" (a `(training, validation)` pair), about F of the records are
+        held out (see `held_out_groups`); records of one image stay on one side.
+        The validation part is neither shuffled nor augmented.
+        """
         if not self.columns or not any(self.columns.values()):
             detail = f" ({self.skipped.summary()})" if len(self.skipped) else ""
             raise ValueError(f"{self.skipped.reader}: no usable records{detail}.")
@@ -125,10 +134,25 @@ class RecordTable:
         columns = {k: [os.fsencode(p) for p in v] if k in ("image", "audio") else v for k, v in self.columns.items()}
         if self.on_error == "skip" and "image" in columns:
             columns = self._drop_undecodable(columns, pipeline_kwargs)
-        ds = pipeline.build(columns, target=target, **pipeline_kwargs)
+        if validation_split is None and subset is None:
+            return self._finish(pipeline.build(columns, target=target, **pipeline_kwargs))
+        subset = validation.one_of("subset", subset, SUBSETS)
+        fraction = validation.fraction("validation_split", validation_split)
+        held_out = held_out_groups(columns.get("image") or range(len(next(iter(columns.values())))), fraction)
+        parts = {}
+        for name, keep in (("training", False), ("validation", True)):
+            part = {k: [v for v, held in zip(values, held_out) if held == keep] for k, values in columns.items()}
+            if not part[next(iter(part))]:
+                raise ValueError(f"{self.skipped.reader}: validation_split={validation_split} of "
+                                 f"{len(held_out)} records leaves no {name} records.")
+            kwargs = pipeline_kwargs if name == "training" else {**pipeline_kwargs, "shuffle": False,
+                                                                 "augment": False}
+            parts[name] = self._finish(pipeline.build(part, target=target, **kwargs))
+        return (parts["training"], parts["validation"]) if subset == "both" else parts[subset]
+
+    def _finish(self, ds):
         ds.class_names = self.class_names
         return errors.attach(ds, self.skipped)
-
 
     def _drop_undecodable(self, columns, pipeline_kwargs):
         """`columns` less the records whose image fails to load as the pipeline loads it (skip mode only).
@@ -149,6 +173,19 @@ class RecordTable:
         if not keep:
             raise ValueError(f"{self.skipped.reader}: no usable records ({self.skipped.summary()}).")
         return {k: [v[i] for i in keep] for k, v in columns.items()}
+
+
+def held_out_groups(keys, fraction):
+    """Per record, whether a `fraction` split holds it out: the n-th distinct key (an image, in reading order)
+    is held out when floor((n + 1) fraction) > floor(n fraction).
+
+    That holds out floor(N fraction) of N keys, spread evenly through the reading order (so each class of a
+    folder read class by class), the same ones every time; records sharing a key share its side.
+    """
+    order = {}
+    for key in keys:
+        order.setdefault(key, len(order))
+    return [math.floor((order[key] + 1) * fraction) > math.floor(order[key] * fraction) for key in keys]
 
 
 def resolve_path(base_dir, path):

@@ -370,3 +370,40 @@ def test_coco_image_ids_make_every_caption_count_in_retrieval(tmp_path):
         assert logs[key] == pytest.approx(value, abs=1e-5), key
     with pytest.raises(ValueError, match="use captions='all'"):
         from_coco(path, str(tmp_path), target="image_id")
+
+
+# --- validation_split ------------------------------------------------------------
+
+def image_bytes(ds):
+    return sorted(features["image"][i].tobytes() for features, _ in ds.as_numpy_iterator()
+                  for i in range(len(features["image"])))
+
+
+def test_validation_split_holds_out_the_same_images_evenly_and_keeps_an_images_records_together(tmp_path):
+    root = make_folder(str(tmp_path / "folder"), shapes_examples(10))
+    train, val = from_folder(root, image_size=32, batch_size=4, validation_split=0.2, subset="both", shuffle=True)
+    assert count(train) == 8 and count(val) == 2 and train.class_names == val.class_names
+    assert not set(image_bytes(train)) & set(image_bytes(val))
+    assert image_bytes(from_folder(root, image_size=32, validation_split=0.2, subset="validation")) == image_bytes(val)
+    with_training = from_folder(root, image_size=32, validation_split=0.2, subset="training")
+    assert image_bytes(with_training) == image_bytes(train)
+
+    # Two rows of one image (two captions): both go to the same side.
+    path = make_manifest(str(tmp_path), shapes_examples(5))
+    rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({**r, "text": r["text"] + extra}) + "\n" for r in rows for extra in ("", " again"))
+    train, val = from_manifest(path, image_size=32, validation_split=0.2, subset="both")
+    assert count(train) == 8 and count(val) == 2 and len(set(image_bytes(val))) == 1
+
+
+def test_validation_split_refuses_bad_values(tmp_path):
+    root = make_folder(str(tmp_path), shapes_examples(4))
+    with pytest.raises(ValueError, match="validation_split must be a float between 0 and 1 \\(exclusive\\), got 1.5"):
+        from_folder(root, validation_split=1.5, subset="both")
+    with pytest.raises(ValueError, match="subset must be one of .*training.*validation.*both.*got 'test'"):
+        from_folder(root, validation_split=0.5, subset="test")
+    with pytest.raises(ValueError, match="subset must be one of"):
+        from_folder(root, validation_split=0.5)
+    with pytest.raises(ValueError, match="validation_split=0.1 of 4 records leaves no validation records"):
+        from_folder(root, validation_split=0.1, subset="validation")
