@@ -40,8 +40,8 @@ Settings, `KEY=VALUE` (values are Python literals, else strings):
 shapes (what `kerasmm train --data` records in `recipe.json`) as
 `kerasmm.zoo.get(entry, data=...)` does: the data's class names and count
 for a label task, a WordPiece vocabulary trained on the data's texts when
-the embedded shapes vocabulary would leave words of them unknown, and the
-text length. See `DATA_FITTED`.
+the embedded shapes vocabulary would leave words of them unknown, the
+text length, and the image size of the reader (`data.image_size`). See `DATA_FITTED`.
 
 Example:
 ```python
@@ -109,7 +109,7 @@ LABEL_TASKS = ("classification", "vqa")
 # Reader arguments the recipe sets itself (from TRAIN and the caller), never through data.KEY.
 _OWNED = ("batch_size", "shuffle", "reader")
 # Model settings `Recipe.fit_to_data` takes from the training data.
-DATA_FITTED = ("class_names", "num_classes", "vocabulary", "sequence_length")
+DATA_FITTED = ("class_names", "num_classes", "vocabulary", "sequence_length", "image_size")
 
 
 def names(directory=ZOO_DIR):
@@ -395,13 +395,14 @@ class Recipe:
         with _quiet_readers():
             dataset = self._fitting_dataset()
         texts = fitting.texts_in_files(self.data)
-        facts = kerasmm.zoo.data_fit.DataFacts(
+        data_fit = kerasmm.zoo.data_fit
+        facts = data_fit.DataFacts(
             class_names=getattr(dataset, "class_names", None),
             texts=texts if texts is not None else fitting.texts_in_dataset(dataset),
-            largest_label=fitting.largest_integer_label(self.data) if self.task in LABEL_TASKS else None)
+            largest_label=fitting.largest_integer_label(self.data) if self.task in LABEL_TASKS else None,
+            image_size=data_fit.image_size_of(dataset))
         kept = (previous or {}).get("model", {}).get("vocabulary")
         same_data = isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data
-        data_fit = kerasmm.zoo.data_fit
         model, notes = data_fit.fit_settings(kerasmm.zoo.entry(self.entry), facts, self.model,
                                              spelling=data_fit.Spelling("model.", "set --set "),
                                              trained_vocabulary=kept if same_data else None)

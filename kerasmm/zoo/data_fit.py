@@ -16,6 +16,9 @@ cannot guess:
 - `sequence_length` (text tokens, or caption positions of a captioner) is
   set to hold `LENGTH_COVERAGE` of the data's texts with their start and
   end tokens, rounded up to a multiple of 8, between 8 and `MAX_LENGTH`.
+- a CNN image encoder trained from scratch (`"cnn"`) takes the data's image
+  size (the reader's `image_size`), scaled down to at most `MAX_IMAGE_SIZE`
+  pixels a side.
 
 What was chosen is printed, a line per setting (on stdout, as Keras' progress
 output; logged at INFO level instead where Keras' interactive logging is off).
@@ -47,6 +50,7 @@ UNKNOWN_WARNING = 0.05  # share of [UNK] tokens above which a given vocabulary i
 LENGTH_COVERAGE = 0.95  # share of the texts whose tokens fit in the chosen sequence_length
 MAX_LENGTH = 64
 VOCABULARY_SIZE = 8000
+MAX_IMAGE_SIZE = 64  # pixels a side of the largest image a `cnn` image encoder takes from the data
 # A word seen this often becomes a token of its own. keras_hub's trainer asks for 10, which on a few thousand
 # captions spells most words in pieces: on benchmarks/real_data.py's app_icons, a text-only classifier trained
 # 40 s reached 0.434 accuracy with that vocabulary (327 tokens, texts up to 40 tokens) and 0.509 with this
@@ -61,8 +65,9 @@ class DataFacts:
     from the files where it can read them faster (see `kerasmm.recipes.Recipe.fit_to_data`).
     """
 
-    def __init__(self, class_names=None, texts=(), largest_label=None, smallest_label=None):
+    def __init__(self, class_names=None, texts=(), largest_label=None, smallest_label=None, image_size=None):
         self.class_names = [str(n) for n in class_names or []] or None
+        self.image_size = image_size
         self.texts = [t.strip() for t in texts if t.strip()]
         self.largest_label = largest_label
         self.smallest_label = smallest_label
@@ -87,7 +92,15 @@ class DataFacts:
                 labels.append(np.ravel(targets))
         labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         return cls(getattr(dataset, "class_names", None), texts, int(labels.max()) if labels.size else None,
-                   int(labels.min()) if labels.size else None)
+                   int(labels.min()) if labels.size else None, image_size_of(dataset))
+
+
+def image_size_of(dataset):
+    """`(height, width)` of the `"image"` feature of a dataset's batches, or None (no images, or not fixed)."""
+    spec = dataset.element_spec[0].get("image") if isinstance(dataset.element_spec[0], dict) else None
+    if spec is None or spec.shape.rank != 4 or None in spec.shape[1:3]:
+        return None
+    return tuple(int(d) for d in spec.shape[1:3])
 
 
 class Spelling:
@@ -122,10 +135,11 @@ def fit_settings(entry, data, overrides, *, spelling=ZOO_GET, trained_vocabulary
     settings, notes = {}, []
     if entry.task in LABEL_TASKS:
         settings, notes = _classes(facts, overrides, spelling)
-    if _reads_text(entry, config):
-        for key, value, note in _text_settings(facts, config, overrides, trained_vocabulary):
-            settings[key] = value
-            notes.append(note)
+    chosen = _text_settings(facts, config, overrides, trained_vocabulary) if _reads_text(entry, config) else []
+    chosen += _image_settings(facts, config, overrides)
+    for key, value, note in chosen:
+        settings[key] = value
+        notes.append(note)
     return settings, notes
 
 
@@ -148,6 +162,26 @@ def _reads_text(entry, config):
     if "vocabulary" not in entry.config:  # a pretrained tower brings its own tokenizer
         return False
     return entry.task == "captioning" or (config.get("encoders") or {}).get("text") is not None
+
+
+def _image_settings(facts, config, overrides):
+    """`(setting, value, note)` for the image size: the data's, up to `MAX_IMAGE_SIZE`, for a CNN trained here."""
+    image_encoder = (config.get("encoders") or {}).get("image")
+    from_scratch_cnn = isinstance(image_encoder, dict) and image_encoder.get("name") == "cnn"
+    if "image_size" in overrides or "image_size" not in config or not from_scratch_cnn or not facts.image_size:
+        return []
+    height, width = facts.image_size
+    scale = min(1.0, MAX_IMAGE_SIZE / max(height, width))
+    size = (max(8, round(height * scale)), max(8, round(width * scale)))
+    if size == _pair(config["image_size"]):
+        return []
+    smaller = f", at most {MAX_IMAGE_SIZE} pixels a side for a CNN trained from scratch" if scale < 1 else ""
+    return [("image_size", size if size[0] != size[1] else size[0],
+             f"image_size={size[0]}x{size[1]}: the data's {height}x{width} images{smaller}")]
+
+
+def _pair(size):
+    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
 
 
 def _classes(facts, overrides, spelling):

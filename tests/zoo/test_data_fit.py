@@ -10,11 +10,11 @@ from kerasmm.zoo import data_fit
 WORDS = ["harbour", "lantern", "violin", "glacier", "meadow", "compass", "orchard", "quarry", "tundra", "walrus"]
 
 
-def labelled(num_classes, class_names=None, texts=None, batch_size=4):
+def labelled(num_classes, class_names=None, texts=None, batch_size=4, image_size=(32, 32)):
     """A reader-like batched dataset: 32×32 images, a caption each, labels 0 .. num_classes - 1."""
     n = 2 * num_classes
     texts = texts or [f"a {WORDS[i % len(WORDS)]} picture" for i in range(n)]
-    features = {"image": np.zeros((n, 32, 32, 3), "uint8"), "text": texts[:n]}
+    features = {"image": np.zeros((n, *image_size, 3), "uint8"), "text": texts[:n]}
     dataset = tf.data.Dataset.from_tensor_slices((features, np.arange(n, dtype="int32") % num_classes))
     dataset = dataset.batch(batch_size)
     if class_names is not None:
@@ -89,3 +89,13 @@ def test_shapes_data_keep_the_shapes_settings():
     fitted, notes = data_fit.fit_settings(kerasmm.zoo.entry("tiny_weighted_sum_classifier"), train, {})
     assert "vocabulary" not in fitted  # the shapes vocabulary covers the shapes captions
     assert fitted["class_names"] == list(kerasmm.data.SHAPES) and fitted["num_classes"] == 4
+
+
+def test_a_cnn_takes_the_data_image_size_up_to_the_largest_it_trains_on(capsys):
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(48, 48)))
+    assert model.backbone.image_size == (48, 48)
+    assert "image_size=48x48: the data's 48x48 images" in capsys.readouterr().out
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(192, 128)))
+    assert model.backbone.image_size == (data_fit.MAX_IMAGE_SIZE, round(data_fit.MAX_IMAGE_SIZE * 2 / 3))
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(48, 48)), image_size=24)
+    assert model.backbone.image_size == (24, 24)
