@@ -20,7 +20,7 @@ def test_the_loss_adds_each_modality_cross_entropy_and_prediction_stays_fused(tm
     expected = sum(float(cross_entropy(y, outputs[m])) * w for m, w in (("fused", 1), ("image", 0.5), ("text", 0.5)))
     assert float(model.compute_loss(x, y, outputs)) == pytest.approx(expected, rel=1e-5)
     # Outside training the model gives the fused logits alone, as the same weights without the heads do.
-    plain = kerasmm.zoo.get("tiny_weighted_sum_classifier", dropout=0.0)
+    plain = kerasmm.zoo.get("tiny_weighted_sum_classifier", dropout=0.0, modality_loss_weight=0.0)
     plain.backbone.set_weights(model.backbone.get_weights())
     plain.output_dense.set_weights(model.output_dense.get_weights())
     np.testing.assert_allclose(model(x), plain(x), atol=1e-6)

@@ -92,10 +92,11 @@ def test_shapes_data_keep_the_shapes_settings():
 
 
 def test_a_cnn_takes_the_data_image_size_up_to_the_largest_it_trains_on(capsys):
-    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(48, 48)))
-    assert model.backbone.image_size == (48, 48)
-    assert "image_size=48x48: the data's 48x48 images" in capsys.readouterr().out
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(24, 24)))
+    assert model.backbone.image_size == (24, 24)
+    assert "image_size=24x24: the data's 24x24 images" in capsys.readouterr().out
     model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(192, 128)))
     assert model.backbone.image_size == (data_fit.MAX_IMAGE_SIZE, round(data_fit.MAX_IMAGE_SIZE * 2 / 3))
-    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(48, 48)), image_size=24)
-    assert model.backbone.image_size == (24, 24)
+    assert f"at most {data_fit.MAX_IMAGE_SIZE} pixels a side" in capsys.readouterr().out
+    model = kerasmm.zoo.get("tiny_weighted_sum_classifier", data=labelled(2, image_size=(24, 24)), image_size=16)
+    assert model.backbone.image_size == (16, 16)
