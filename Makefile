@@ -23,7 +23,7 @@ demo: install
 TEST_WORKERS ?= 2
 
 test: install
-	$(PY) -m pytest tests -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -q -p no:cacheprovider --timeout=900 -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: install
 	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not integration"

@@ -177,7 +177,7 @@ def _image_settings(facts, config, overrides):
     height, width = facts.image_size
     scale = min(1.0, MAX_IMAGE_SIZE / max(height, width))
     size = (max(8, round(height * scale)), max(8, round(width * scale)))
-    if size == _pair(config["image_size"]):
+    if (height, width) == _pair(config["image_size"]):
         return []
     smaller = f", at most {MAX_IMAGE_SIZE} pixels a side for a CNN trained from scratch" if scale < 1 else ""
     return [("image_size", size if size[0] != size[1] else size[0],

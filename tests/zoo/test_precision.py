@@ -13,7 +13,8 @@ FAMILIES = ["tiny_weighted_sum_classifier", "tiny_dual_encoder", "tiny_clip", "t
 # The reader task each zoo task trains on.
 DATA_TASK = {"retrieval": "classification", "text_to_image": "captioning"}
 # Layers that compute in float32 whatever the policy: the tasks' output layers.
-FLOAT32_OUTPUT_LAYERS = {"logits", "pixels"}
+# The output layers (and the per-encoder class layers the classifier trains beside its logits) stay float32.
+FLOAT32_OUTPUT_LAYERS = {"logits", "pixels", "image_logits", "text_logits", "audio_logits"}
 # A text-only bag-of-words classifier: XLA compiles it in seconds on a CPU.
 SMALL_CLASSIFIER = {"encoders": {"image": None, "text": {"name": "bow", "output_dim": 8}}, "dropout": 0.0}
 

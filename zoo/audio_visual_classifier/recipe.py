@@ -4,8 +4,9 @@ Run:
     kerasmm train audio_visual_classifier --out runs/audio_visual_classifier
     kerasmm eval runs/audio_visual_classifier
 
-Result (2026-11-25, 2 shared CPU cores, 54 s for the train command): after 6 epochs, training
-accuracy 0.762, loss 0.447; held out (500 test-split examples): accuracy 0.838, loss 0.297.
+Result (2026-12-05, 2 CPU cores, 25 s for the train command): after 6 epochs, training
+accuracy 0.845, loss 2.493 (the fused and each encoder's own cross-entropy);
+held out (500 test-split examples): accuracy 0.894, loss 0.239.
 """
 
 # Format and --set keys: kerasmm/recipes.py. Here MODEL = {} is the zoo entry as registered.

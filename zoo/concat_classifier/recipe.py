@@ -4,8 +4,9 @@ Run:
     kerasmm train concat_classifier --out runs/concat_classifier
     kerasmm eval runs/concat_classifier
 
-Result (2026-11-26, 2 shared CPU cores, 55 s for the train command): after 5 epochs, training
-accuracy 0.740, loss 0.511; held out (500 test-split examples): accuracy 0.712, loss 0.566.
+Result (2026-12-05, 2 CPU cores, 24 s for the train command): after 5 epochs, training
+accuracy 0.759, loss 2.310 (the fused and each encoder's own cross-entropy);
+held out (500 test-split examples): accuracy 0.700, loss 0.580.
 """
 
 # Format and --set keys: kerasmm/recipes.py. Here MODEL = {} is the zoo entry as registered.

@@ -4,8 +4,9 @@ Run:
     kerasmm train vqa_classifier --out runs/vqa_classifier
     kerasmm eval runs/vqa_classifier
 
-Result (2026-11-25, 2 shared CPU cores, 154 s for the train command): after 6 epochs, training
-accuracy 0.659, loss 0.752; held out (500 test-split examples): accuracy 0.640, loss 0.727.
+Result (2026-12-05, 2 CPU cores, 41 s for the train command): after 6 epochs, training
+accuracy 0.668, loss 3.889 (the fused and each encoder's own cross-entropy);
+held out (500 test-split examples): accuracy 0.662, loss 0.694.
 """
 
 # Format and --set keys: kerasmm/recipes.py. Here MODEL = {} is the zoo entry as registered.

@@ -4,8 +4,9 @@ Run:
     kerasmm train weighted_sum_classifier --out runs/weighted_sum_classifier
     kerasmm eval runs/weighted_sum_classifier
 
-Result (2026-11-25, 2 shared CPU cores, 90 s for the train command): after 6 epochs, training
-accuracy 0.744, loss 0.525; held out (1000 test-split examples): accuracy 0.735, loss 0.561.
+Result (2026-12-05, 2 CPU cores, 37 s for the train command): after 6 epochs, training
+accuracy 0.893, loss 1.583 (the fused and each encoder's own cross-entropy);
+held out (1000 test-split examples): accuracy 0.913, loss 0.224.
 """
 
 # Format and --set keys: kerasmm/recipes.py. Here MODEL = {} is the zoo entry as registered.
