@@ -24,6 +24,7 @@ unknown, total = fitting.count_unknown_tokens(texts, data.shapes_vocabulary())
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from kerasmm.data import manifest
@@ -83,13 +84,22 @@ def texts_in_dataset(dataset):
     features, targets = dataset.element_spec
     if "text" not in features and targets.dtype != tf.string:
         return []  # without reading (decoding) the data
-    texts = []
-    for features, targets in dataset:
+    return texts_and_labels(dataset)[0]
+
+
+def texts_and_labels(dataset):
+    """`(texts, labels)` of a `(features, targets)` dataset in one pass: the texts as in `texts_in_dataset`,
+    and the integer targets as one int64 array (empty where the targets are not integers)."""
+    texts, labels = [], []
+    for features, targets, *_ in dataset.as_numpy_iterator():
         if isinstance(features, dict) and "text" in features:
-            texts += [t.decode("utf-8") for t in features["text"].numpy()]
-        if targets.dtype == tf.string:
-            texts += [t.decode("utf-8") for t in targets.numpy()]
-    return texts
+            texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
+        targets = np.asarray(targets)
+        if targets.dtype.kind in "SO":
+            texts += [t.decode("utf-8") for t in np.ravel(targets)]
+        elif targets.dtype.kind in "iu":
+            labels.append(np.ravel(targets).astype(np.int64))
+    return texts, np.concatenate(labels) if labels else np.zeros(0, np.int64)
 
 
 def count_unknown_tokens(texts, vocabulary):

@@ -63,7 +63,7 @@ VOCABULARY_MIN_COUNT = 2
 
 
 class DataFacts:
-    """What the data tell about a model's settings: class names, largest and smallest label, texts.
+    """What the data tell about a model's settings: class names, largest and smallest label, texts, image size.
 
     `DataFacts.read(dataset)` takes them from one pass over a dataset; `kerasmm train` builds them
     from the files where it can read them faster (see `kerasmm.recipes.Recipe.fit_to_data`).
@@ -85,16 +85,7 @@ class DataFacts:
         if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[0], dict)):
             raise ValueError("data must give (features dict, targets) batches, as kerasmm.data's readers do; got "
                              f"elements {spec}.")
-        texts, labels = [], []
-        for features, targets, *_ in dataset.as_numpy_iterator():
-            if "text" in features:
-                texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
-            targets = np.asarray(targets)
-            if targets.dtype.kind in "SO":
-                texts += [t.decode("utf-8") for t in np.ravel(targets)]
-            elif targets.dtype.kind in "iu":
-                labels.append(np.ravel(targets))
-        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        texts, labels = fitting.texts_and_labels(dataset)
         return cls(getattr(dataset, "class_names", None), texts, int(labels.max()) if labels.size else None,
                    int(labels.min()) if labels.size else None, image_size_of(dataset))
 
