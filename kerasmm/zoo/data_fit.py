@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from kerasmm import data
 from kerasmm.data import fitting, text
+from kerasmm.models.backbone_parts import image_pair
 from kerasmm.models.preset_parts import is_preset_vocabulary, load_vocabulary
 from kerasmm.validation import preview
 
@@ -168,15 +169,11 @@ def _image_settings(facts, config, overrides):
     height, width = facts.image_size
     scale = min(1.0, MAX_IMAGE_SIZE / max(height, width))
     size = (max(8, round(height * scale)), max(8, round(width * scale)))
-    if (height, width) == _pair(config["image_size"]):
+    if (height, width) == image_pair(config["image_size"]):
         return []
     smaller = f", at most {MAX_IMAGE_SIZE} pixels a side for a CNN trained from scratch" if scale < 1 else ""
     return [("image_size", size if size[0] != size[1] else size[0],
              f"image_size={size[0]}x{size[1]}: the data's {height}x{width} images{smaller}")]
-
-
-def _pair(size):
-    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
 
 
 def _classes(facts, overrides, spelling):
