@@ -27,8 +27,10 @@ away (`UNSCORED`).
 
 Run: `.venv/bin/python benchmarks/real_data.py [--sets app_icons clipart
 theme_icons] [--families classification retrieval captioning] [--budget 180]
-[--seeds 3] [--root DIR]` (builds the sets first, with apt, if DIR lacks
-them; about (3 × seeds + 2) × budget per set). The last line gives, for each
+[--seeds 3] [--first-seed 0] [--overrides JSON] [--root DIR]` (builds the
+sets first, with apt, if DIR lacks them; about (3 × seeds + 2) × budget per
+set). `--overrides` tries a setting on real data, e.g. `--families
+captioning --overrides '{"label_smoothing": 0.1}'`. The last line gives, for each
 set, fused accuracy ÷ the best single modality's, recall@5 ÷ chance both
 ways and captioner BLEU-2 ÷ the baseline's.
 """
@@ -101,13 +103,16 @@ def train(entry, data, budget, seed, **overrides):
     return model, clock.steps
 
 
-def classification(set_dir, budget, seeds):
+def classification(set_dir, budget, seeds, overrides=None):
     rows = {}
-    for name, overrides in VARIANTS.items():
+    for name, variant in VARIANTS.items():
+        settings = {**(overrides or {}), **variant}
+        if "encoders" in variant and "encoders" in (overrides or {}):  # the variant removes one of the given towers
+            settings["encoders"] = {**overrides["encoders"], **variant["encoders"]}
         accuracies = []
-        for seed in range(seeds):
+        for seed in seeds:
             data = read(set_dir, "train.jsonl", "label", seed=seed, shuffle=True)
-            model, steps = train(CLASSIFIER, data, budget, seed, **overrides)
+            model, steps = train(CLASSIFIER, data, budget, seed, **settings)
             accuracy = model.evaluate(read(set_dir, "test.jsonl", "label"), return_dict=True, verbose=0)["accuracy"]
             accuracies.append(accuracy)
             print(f"  {name}, seed {seed}: accuracy {accuracy:.3f} ({steps} steps)", flush=True)
@@ -130,8 +135,9 @@ def random_recall(positives, total, k):
     return 1.0 - math.comb(total - positives, k) / math.comb(total, k)
 
 
-def retrieval(set_dir, budget, seed=0):
-    model, steps = train("dual_encoder", read(set_dir, "train_captions.jsonl", "text", seed, True), budget, seed)
+def retrieval(set_dir, budget, seed=0, overrides=None):
+    model, steps = train("dual_encoder", read(set_dir, "train_captions.jsonl", "text", seed, True), budget, seed,
+                         **(overrides or {}))
     held_out = items(set_dir, "test")
     captions = [c for row in held_out for c in row["captions"]]
     groups = np.repeat(np.arange(len(held_out)), [len(row["captions"]) for row in held_out])
@@ -160,8 +166,9 @@ def nearest_neighbour_captions(set_dir, train_rows, test_rows):
     return [train_rows[i]["captions"][0] for i in nearest]
 
 
-def captioning(set_dir, budget, seed=0):
-    model, steps = train("captioner", read(set_dir, "train_captions.jsonl", "text", seed, True), budget, seed)
+def captioning(set_dir, budget, seed=0, overrides=None):
+    model, steps = train("captioner", read(set_dir, "train_captions.jsonl", "text", seed, True), budget, seed,
+                         **(overrides or {}))
     held_out = items(set_dir, "test")
     references = [[words(c) for c in row["captions"]] for row in held_out]
     generated = model.generate(pictures(set_dir, held_out))
@@ -181,8 +188,13 @@ def main():
                         choices=["classification", "retrieval", "captioning"])
     parser.add_argument("--budget", type=float, default=180.0, help="seconds of training per model")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per classifier variant")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the classifiers' seeds start here; the dual encoder and the captioner use it")
+    parser.add_argument("--overrides", type=json.loads, default={},
+                        help='settings given to zoo.get for every model, as JSON: \'{"label_smoothing": 0.1}\'')
     args = parser.parse_args()
-    print(f"budget {args.budget:.0f} s per model, {args.seeds} seed(s) per classifier; {os.cpu_count()} CPUs")
+    print(f"budget {args.budget:.0f} s per model, {args.seeds} seed(s) per classifier from seed {args.first_seed}; "
+          f"overrides {args.overrides}; {os.cpu_count()} CPUs")
     summary = {}
     for name in args.sets:
         set_dir = os.path.join(args.root, name)
@@ -190,14 +202,15 @@ def main():
             real_data_sets.SETS[name](args.root)
         print(f"\n## {name}", flush=True)
         if "classification" in args.families and name not in UNSCORED["classification"]:
-            rows = classification(set_dir, args.budget, args.seeds)
+            rows = classification(set_dir, args.budget, range(args.first_seed, args.first_seed + args.seeds),
+                                  args.overrides)
             for variant, values in rows.items():
                 print(f"| {name} | {variant} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
                       f"{', '.join(f'{v:.3f}' for v in values)} |")
             summary[f"{name} fused ÷ best single accuracy"] = np.mean(rows["fused"]) / max(
                 np.mean(rows["image only"]), np.mean(rows["text only"]))
         if "retrieval" in args.families:
-            result = retrieval(set_dir, args.budget)
+            result = retrieval(set_dir, args.budget, args.first_seed, args.overrides)
             print(f"| {name} | retrieval ({result['images']} pictures, {result['captions']} captions, "
                   f"{result['steps']} steps) | " + " | ".join(
                       f"{d} @{k} {result[f'{d}@{k}']:.1f}× chance" for d in ("text_to_image", "image_to_text")
@@ -205,7 +218,7 @@ def main():
             summary[f"{name} recall@5 ÷ chance t → i"] = result["text_to_image@5"]
             summary[f"{name} recall@5 ÷ chance i → t"] = result["image_to_text@5"]
         if "captioning" in args.families:
-            result = captioning(set_dir, args.budget)
+            result = captioning(set_dir, args.budget, args.first_seed, args.overrides)
             print(f"| {name} | captioner ({result['steps']} steps) | BLEU-2 {result['bleu_2']:.4f} | CIDEr-D "
                   f"{result['cider_d']:.4f} | nearest neighbour BLEU-2 {result['baseline_bleu_2']:.4f} | CIDEr-D "
                   f"{result['baseline_cider_d']:.4f} |")
