@@ -2,9 +2,26 @@
 
 An `Index` holds the unit-length embeddings `[N, E]` of a gallery and one key
 per row (the file path, or the row number for an in-memory array). Searching
-scores every gallery row by cosine similarity (the dot product of unit
-vectors) and returns the `k` best `(key, score)` pairs per query, best first.
-An index saves to, and loads from, one `.npz` file.
+scores gallery rows by cosine similarity (the dot product of unit vectors)
+and returns the `k` best `(key, score)` pairs per query, best first.
+
+Two ways to search (`method=`):
+
+- "exact" scores every row: right for small galleries, and needs nothing
+  beyond numpy.
+- "approximate" scans compact 4-bit codes of the rows (faiss' product
+  quantisation "fast scan", `pip install kerasmm[search]`) to pick
+  `candidates` rows per query, then scores those exactly, so the returned
+  scores are true dot products and only the recall is approximate. At one
+  million 256-wide rows it answers about 20 times more queries per second
+  than exact search on two cores (`benchmarks/search.py`).
+- "auto" (the default) is approximate from `APPROXIMATE_MIN_ITEMS` rows
+  when faiss is installed, exact otherwise.
+
+`Index.from_images(model, paths=...)` streams image files through tf.data
+(parallel decoding, batches embedded one at a time), so a gallery's images
+are never all in memory. An index saves to, and loads from, one `.npz` file,
+its approximate-search codes included.
 
 Example:
 ```python
@@ -24,7 +41,6 @@ import math
 import os
 import textwrap
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -33,8 +49,45 @@ from kerasmm.data import errors
 from kerasmm.version import __version__
 
 INDEX_FORMAT = "kerasmm.search.Index"
-INDEX_FORMAT_VERSION = 1
-_DECODE_THREADS = min(8, os.cpu_count() or 1)
+INDEX_FORMAT_VERSION = 2  # 2 added the approximate-search codes ("ann"); version 1 files load as they are
+METHODS = ("auto", "exact", "approximate")
+# "auto" searches approximately from this many gallery rows (with faiss installed); below it exact search is
+# fast enough (a few ms a query) and skips building the codes. From benchmarks/search.py.
+APPROXIMATE_MIN_ITEMS = 100_000
+DEFAULT_DIMS_PER_CODE = 2
+DEFAULT_CANDIDATES = 256
+_APPROXIMATE_MIN_ROWS = 1000  # faiss' k-means wants 39 rows per centroid: 624 for each 16-entry codebook
+_TRAIN_ROWS = 65536  # rows sampled to train the codebooks (faiss samples 256 per centroid of them)
+_ADD_ROWS = 65536  # rows encoded at a time (bounds the padded copy)
+_SCORE_ELEMENTS = 1 << 25  # query × row scores held at once by exact search (128 MiB)
+_RERANK_ELEMENTS = 1 << 24  # query × candidate × width floats gathered at once by the re-rank (64 MiB)
+INSTALL_HINT = "Approximate search needs the faiss library: pip install kerasmm[search] (or pip install faiss-cpu)."
+_RESERVED = ("format", "format_version", "key_type", "num_items", "search_method", "dims_per_code", "candidates",
+             "ann_width")
+
+
+def approximate_available():
+    """Whether approximate search can run here (the faiss library imports).
+
+    Example:
+    ```python
+    from kerasmm.search import approximate_available
+    approximate_available()   # True after pip install kerasmm[search]
+    ```
+    """
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    return faiss
 
 
 def _check_image_model(model):
@@ -132,6 +185,107 @@ def _as_image_batch(images, what):
     return images
 
 
+def _gallery_files(paths, size, policy, interpolation, batch_size):
+    """tf.data batches `(uint8 images [b, H, W, 3], int64 positions [b])` of the files in `paths`.
+
+    A file `image_header.check_image` refuses, or the decoder then fails on,
+    vanishes from the stream together with its position; the caller tells
+    which positions are missing.
+    """
+    import tensorflow as tf
+
+    from kerasmm.data import image_header, image_ops
+
+    def readable(path):  # through tf.numpy_function: the Python pre-check the readers and today's search run
+        return np.bool_(image_header.check_image(os.fsdecode(path)) is None)
+
+    def check(path, position):
+        ok = tf.numpy_function(readable, [path], tf.bool, stateful=False)
+        return path, position, tf.ensure_shape(ok, [])
+
+    def load(path, position, ok):
+        return image_ops.load_image(tf.io.read_file(path), size, policy, interpolation), position
+
+    positions = tf.range(len(paths), dtype=tf.int64)
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), positions))
+    ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda path, position, ok: ok)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()  # the decoder refused it: dropped with its position, reported by the caller
+    ds = ds.batch(batch_size).prefetch(2)
+    options = tf.data.Options()
+    # One thread per decode: the parallel map's calls and the image tower share the cores (as in the readers).
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options)
+
+
+def _image_embedder(model):
+    """A function uint8 images `[b, H, W, 3]` → embeddings `[b, E]` (numpy) for one batch of the stream."""
+    preprocessor = getattr(model, "preprocessor", None)
+    if hasattr(model, "tower") and hasattr(preprocessor, "prepare"):
+        tower = model.tower("image")
+        # predict_on_batch: what encode_image runs, without building a dataset adapter for every batch.
+        return lambda images: np.asarray(tower.predict_on_batch(preprocessor.prepare("image", images)))
+    return lambda images: model.encode_image(images, batch_size=max(1, len(images)), verbose=0)
+
+
+class _FastScan:
+    """faiss' 4-bit product-quantisation fast scan of the gallery rows: candidates for an exact re-rank.
+
+    Each row is cut into groups of `dims_per_code` dimensions (zero-padded to
+    a whole number of code pairs, which leaves dot products unchanged); each
+    group is stored as the nearest of 16 centroids learnt for it. A query's
+    dot products with all 16 centroids of every group fit in SIMD registers,
+    so scanning a row costs a few instructions instead of E multiply-adds.
+    """
+
+    def __init__(self, index, width):
+        self.index = index
+        self.width = width
+
+    @classmethod
+    def build(cls, embeddings, dims_per_code):
+        faiss = _faiss()
+        rows, dim = embeddings.shape
+        width = -(-dim // (2 * dims_per_code)) * 2 * dims_per_code  # whole pairs of 4-bit codes
+        index = faiss.IndexPQFastScan(width, width // dims_per_code, 4, faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(0).choice(rows, min(rows, _TRAIN_ROWS), replace=False))
+        index.train(_padded(embeddings[sample], width))
+        for start in range(0, rows, _ADD_ROWS):
+            index.add(_padded(embeddings[start: start + _ADD_ROWS], width))
+        return cls(index, width)
+
+    def candidates(self, queries, count):
+        """`[Q, count]` row numbers of the best-scanning rows per query (-1 where there are fewer)."""
+        _, rows = self.index.search(_padded(queries, self.width), count)
+        return rows
+
+    def to_array(self):
+        return _faiss().serialize_index(self.index)
+
+    @classmethod
+    def from_array(cls, data, width):
+        return cls(_faiss().deserialize_index(np.ascontiguousarray(data, dtype=np.uint8)), width)
+
+
+def _padded(rows, width):
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.shape[1] == width:
+        return rows
+    return np.pad(rows, [(0, 0), (0, width - rows.shape[1])])
+
+
+def _top_k(scores, k):
+    """`(columns, scores)` of the `k` highest scores of each row, best first (ties in column order)."""
+    if k < scores.shape[1]:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+
 class Index:
     """A searchable gallery: unit-length embeddings `[N, E]` with one key per row.
 
@@ -142,8 +296,19 @@ class Index:
         embeddings: float `[N, E]`, one unit-length row per gallery item.
         keys: N keys (str or int); defaults to the row numbers 0..N-1.
         metadata: dict of JSON-serialisable facts kept with the index.
+        method: "auto" (approximate from `APPROXIMATE_MIN_ITEMS` rows when
+            faiss is installed, else exact), "exact" or "approximate" (needs
+            `pip install kerasmm[search]` and at least 1000 rows).
+        dims_per_code: approximate search stores each group of this many
+            dimensions as one 4-bit code (E/2 bytes a row at 2, the default);
+            fewer dimensions per code rank candidates better but scan slower.
+            Fixed when the index is built.
+        candidates: rows per query that approximate search scores exactly
+            (at least `k`); more raise recall and cost time. An attribute
+            you may change between searches.
 
     Attributes:
+        method: the method searches use, "exact" or "approximate".
         skipped: a `kerasmm.data.SkippedRecords` of the files `from_images`
             dropped under `on_error="skip"` (empty otherwise).
 
@@ -156,7 +321,8 @@ class Index:
     ```
     """
 
-    def __init__(self, embeddings, keys=None, metadata=None):
+    def __init__(self, embeddings, keys=None, metadata=None, method="auto", dims_per_code=DEFAULT_DIMS_PER_CODE,
+                 candidates=DEFAULT_CANDIDATES):
         embeddings = np.asarray(embeddings)
         if embeddings.ndim != 2:
             raise ValueError(f"Index embeddings must be [N, E], got shape {embeddings.shape}.")
@@ -164,6 +330,9 @@ class Index:
             raise ValueError("Cannot build an index of an empty gallery (no embeddings).")
         if embeddings.shape[1] == 0:
             raise ValueError("Index embeddings have width 0.")
+        validation.one_of("method", method, METHODS)
+        self.dims_per_code = validation.positive_int("dims_per_code", dims_per_code)
+        self.candidates = validation.positive_int("candidates", candidates)
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         keys = list(range(len(embeddings))) if keys is None else list(keys)
         if len(keys) != len(embeddings):
@@ -172,33 +341,57 @@ class Index:
         self.metadata = dict(metadata or {})
         self.metadata["embedding_dim"] = self.dim
         self.skipped = errors.SkippedRecords("Index.from_images")
+        self._scan = _FastScan.build(self.embeddings, self.dims_per_code) if self._approximate(method) else None
+
+    def _approximate(self, method):
+        """Whether `method` means approximate search for this gallery (raising if it cannot be had)."""
+        if method == "exact":
+            return False
+        if method == "auto":
+            return len(self) >= APPROXIMATE_MIN_ITEMS and approximate_available()
+        _faiss()
+        if len(self) < _APPROXIMATE_MIN_ROWS:
+            raise ValueError(
+                f"Approximate search needs a gallery of at least {_APPROXIMATE_MIN_ROWS} items; this one has "
+                f"{len(self)}. Use method='exact' (or 'auto')."
+            )
+        return True
 
     def __len__(self):
         return len(self.keys)
 
     def __repr__(self):
-        return f"Index({len(self)} items, embedding_dim={self.dim})"
+        return f"Index({len(self)} items, embedding_dim={self.dim}, method={self.method!r})"
 
     @property
     def dim(self):
         """Embedding width E."""
         return int(self.embeddings.shape[1])
 
+    @property
+    def method(self):
+        """The method searches use: "approximate" (scan codes, re-rank candidates) or "exact"."""
+        return "exact" if self._scan is None else "approximate"
+
     # --- building --------------------------------------------------------------
 
     @classmethod
     def from_images(cls, model, images=None, paths=None, batch_size=256, image_size=None, on_error="raise",
-                    verbose=0):
+                    verbose=0, method="auto", dims_per_code=DEFAULT_DIMS_PER_CODE, candidates=DEFAULT_CANDIDATES):
         """Embed an image gallery with a dual encoder's image tower, `batch_size` images at a time.
 
         Give either `images` (uint8 `[N, H, W, 3]`; keys are the row numbers)
-        or `paths` (image files, decoded with `kerasmm.data.image_ops` and
-        resized to the model's image size, or `image_size`; keys are the
-        paths). A file that is missing, truncated or not an image raises a
+        or `paths` (image files; keys are the paths). Files stream through a
+        tf.data pipeline: read and decoded in parallel with
+        `kerasmm.data.image_ops.load_image` (as readers and exported models
+        do), resized to the model's image size (or `image_size`), batched and
+        embedded batch by batch, so only a few batches of images are in memory
+        at once. A file that is missing, truncated or not an image raises a
         `kerasmm.data.BadRecordError` naming it under `on_error="raise"`, and
         is dropped and listed on `index.skipped` under `on_error="skip"`.
         `verbose=1` shows a `keras.utils.Progbar` of the images embedded (on
-        stdout, as Keras' `predict` does).
+        stdout, as Keras' `predict` does). `method`, `dims_per_code` and
+        `candidates` are `Index`'s.
 
         Example:
         ```python
@@ -212,6 +405,9 @@ class Index:
         _check_image_model(model)
         batch_size = validation.positive_int("batch_size", batch_size)
         errors.check_on_error(on_error)
+        validation.one_of("method", method, METHODS)
+        if method == "approximate":
+            _faiss()  # before embedding the gallery, not after
         if (images is None) == (paths is None):
             raise ValueError("Give exactly one of images= (an array of images) or paths= (image files).")
         skipped = errors.SkippedRecords("Index.from_images")
@@ -234,26 +430,7 @@ class Index:
             if size is None:
                 raise ValueError("Cannot tell the model's image size; pass image_size=(height, width).")
             size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-            from kerasmm.data import image_ops
-
-            converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
-            policy, interpolation = image_ops.policy_of(converter), image_ops.interpolation_of(converter)
-            keys, chunks = [], []
-            progress = _progress(len(paths), verbose)
-            with ThreadPoolExecutor(_DECODE_THREADS) as pool:
-                for start in range(0, len(paths), batch_size):
-                    batch_paths = paths[start: start + batch_size]
-                    loaded = list(pool.map(lambda p: _load_image_file(p, size, policy, interpolation), batch_paths))
-                    batch = []
-                    for path, (image, reason) in zip(batch_paths, loaded):
-                        if image is None:
-                            errors.bad_record(on_error, skipped, path, reason)
-                            continue
-                        batch.append(image)
-                        keys.append(path)
-                    if batch:
-                        chunks.append(model.encode_image(np.stack(batch), batch_size=batch_size, verbose=0))
-                    progress.add(len(batch_paths))
+            keys, chunks = _embed_files(model, paths, size, batch_size, on_error, skipped, verbose)
             skipped.warn()
             if not keys:
                 raise ValueError(
@@ -265,7 +442,8 @@ class Index:
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "kerasmm_version": __version__,
         }
-        index = cls(np.concatenate(chunks, axis=0), keys=keys, metadata=metadata)
+        index = cls(np.concatenate(chunks, axis=0), keys=keys, metadata=metadata, method=method,
+                    dims_per_code=dims_per_code, candidates=candidates)
         index.skipped = skipped
         return index
 
@@ -275,7 +453,9 @@ class Index:
         """The `k` best gallery matches of each query embedding: a list (one per query) of `(key, score)`.
 
         Scores are dot products (cosine similarity of unit vectors), best
-        first; `k` larger than the gallery is cut to its size.
+        first; `k` larger than the gallery is cut to its size. Under
+        approximate search the scores are exact too; a true match may be
+        missed (recall@10 0.95 or more at the defaults, `benchmarks/search.py`).
 
         Example:
         ```python
@@ -296,17 +476,32 @@ class Index:
                 f"Query embeddings have width {queries.shape[1]} but the index holds width {self.dim} embeddings."
             )
         k = min(k, len(self))
-        scores = queries @ self.embeddings.T  # [Q, N]
-        if k < len(self):
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        count = min(len(self), max(self.candidates, k))
+        if self._scan is None or count == len(self):
+            rows, scores = self._search_exact(queries, k)
         else:
-            top = np.broadcast_to(np.arange(len(self)), scores.shape)
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        return [[(self.keys[j], float(s)) for j, s in zip(row, row_scores)]
-                for row, row_scores in zip(top, top_scores)]
+            rows, scores = self._search_candidates(queries, k, count)
+        return [[(self.keys[j], float(s)) for j, s in zip(row, row_scores)] for row, row_scores in zip(rows, scores)]
+
+    def _search_exact(self, queries, k):
+        step = max(1, _SCORE_ELEMENTS // len(self))  # queries at a time, so the [Q, N] scores stay bounded
+        parts = [_top_k(queries[i: i + step] @ self.embeddings.T, k) for i in range(0, len(queries), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _search_candidates(self, queries, k, count):
+        found = self._scan.candidates(queries, count)  # [Q, count]
+        step = max(1, _RERANK_ELEMENTS // (count * self.dim))
+        rows, scores = [], []
+        for i in range(0, len(queries), step):
+            block = found[i: i + step]
+            valid = block >= 0
+            block = np.where(valid, block, 0)
+            exact = np.matmul(self.embeddings[block], queries[i: i + step, :, None])[..., 0]  # [q, count]
+            exact[~valid] = -np.inf
+            columns, top = _top_k(exact, k)
+            rows.append(np.take_along_axis(block, columns, axis=1))
+            scores.append(top)
+        return np.concatenate(rows), np.concatenate(scores)
 
     def _check_model_width(self, model):
         dim = model_embedding_dim(model)
@@ -362,7 +557,7 @@ class Index:
     # --- saving ----------------------------------------------------------------
 
     def save(self, path):
-        """Write the index to one `.npz` file at exactly `path`; returns `path`.
+        """Write the index to one `.npz` file at exactly `path`, approximate-search codes included; returns `path`.
 
         Example:
         ```python
@@ -375,19 +570,31 @@ class Index:
         key_type = "int" if all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in self.keys) \
             else "str"
         metadata = {**self.metadata, "format": INDEX_FORMAT, "format_version": INDEX_FORMAT_VERSION,
-                    "key_type": key_type, "num_items": len(self)}
+                    "key_type": key_type, "num_items": len(self), "search_method": self.method,
+                    "dims_per_code": self.dims_per_code, "candidates": self.candidates}
+        arrays = {}
+        if self._scan is not None:
+            # The codes (E/2/dims_per_code bytes a row) load in a blink; training and encoding them again
+            # takes seconds per million rows (benchmarks/search.py).
+            arrays["ann"] = self._scan.to_array()
+            metadata["ann_width"] = self._scan.width
         with open(path, "wb") as f:  # a file object, so numpy does not append ".npz"
             np.savez(
                 f,
                 embeddings=self.embeddings,
                 keys=np.array([str(k) for k in self.keys], dtype=str),
                 metadata=np.array(json.dumps(metadata, default=str)),
+                **arrays,
             )
         return path
 
     @classmethod
-    def load(cls, path):
-        """Read an index written by `Index.save`.
+    def load(cls, path, method="auto"):
+        """Read an index written by `Index.save` (any kerasmm version).
+
+        `method="auto"` searches as the index was saved (approximately if it
+        was, and faiss is installed; an older file by `Index`'s rule), "exact"
+        or "approximate" choose (building the codes if the file has none).
 
         Example:
         ```python
@@ -398,6 +605,7 @@ class Index:
         ```
         """
         path = os.fspath(path)
+        validation.one_of("method", method, METHODS)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No index file at {path}.")
         not_index = f"{path} is not a kerasmm retrieval index (write one with Index.save)"
@@ -421,15 +629,57 @@ class Index:
                 metadata = json.loads(str(archive["metadata"]))
                 embeddings = archive["embeddings"]
                 keys = [str(k) for k in archive["keys"]]
+                codes = archive["ann"] if "ann" in archive.files else None
             except ValueError as error:
                 raise ValueError(f"{not_index}: {error}") from None
         if not isinstance(metadata, dict) or metadata.get("format") != INDEX_FORMAT:
             raise ValueError(f"{not_index}: its metadata does not name the format {INDEX_FORMAT!r}.")
         if metadata.get("key_type") == "int":
             keys = [int(k) for k in keys]
-        for name in ("format", "format_version", "key_type", "num_items"):
+        settings = {"dims_per_code": metadata.get("dims_per_code", DEFAULT_DIMS_PER_CODE),
+                    "candidates": metadata.get("candidates", DEFAULT_CANDIDATES)}
+        width = metadata.get("ann_width")
+        for name in _RESERVED:
             metadata.pop(name, None)
-        return cls(embeddings, keys=keys, metadata=metadata)
+        use_codes = codes is not None and (method == "approximate" or (method == "auto" and approximate_available()))
+        index = cls(embeddings, keys=keys, metadata=metadata, method="exact" if use_codes else method, **settings)
+        if use_codes:
+            index._scan = _FastScan.from_array(codes, int(width))
+            if index._scan.index.ntotal != len(index):
+                raise ValueError(f"{not_index}: its approximate-search codes hold {index._scan.index.ntotal} rows, "
+                                 f"not {len(index)}.")
+        return index
+
+
+def _embed_files(model, paths, size, batch_size, on_error, skipped, verbose):
+    """`(keys, embedding chunks)` of the image files `paths`, streamed batch by batch; bad files reported."""
+    from kerasmm.data import image_ops
+
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    policy, interpolation = image_ops.policy_of(converter), image_ops.interpolation_of(converter)
+    embed = _image_embedder(model)
+    progress = _progress(len(paths), verbose)
+
+    def report(missing):
+        for position in missing:  # rare: find out why the pipeline dropped it, as today's per-file route said
+            path = paths[position]
+            _, reason = _load_image_file(path, size, policy, interpolation)
+            errors.bad_record(on_error, skipped, path, reason or "cannot read or decode the image")
+
+    keys, chunks, done = [], [], 0
+    for images, positions in _gallery_files(paths, size, policy, interpolation, batch_size):
+        positions = positions.numpy()
+        last = int(positions[-1]) + 1
+        if last - done != len(positions):
+            report(np.setdiff1d(np.arange(done, last), positions))
+        chunks.append(embed(images))
+        keys.extend(paths[p] for p in positions)
+        progress.add(last - done)
+        done = last
+    report(range(done, len(paths)))
+    if done < len(paths):
+        progress.add(len(paths) - done)
+    return keys, chunks
 
 
 # --- contact sheet -------------------------------------------------------------

@@ -1,11 +1,14 @@
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import kerasmm
-from kerasmm.data import BadRecordError
+from kerasmm import search
+from kerasmm.data import BadRecordError, image_header
 from kerasmm.search import Index, contact_sheet
 
 N = 12
@@ -90,6 +93,68 @@ def test_top_k_matches_a_full_sort_and_clamps_k():
     assert index.search(queries[0], k=2)[0][0][0] == 0  # a single 1-D query
 
 
+@pytest.fixture(scope="module")
+def random_gallery():
+    """3000 random unit vectors of width 32 and 40 queries: no cluster structure, the hard case for codes."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3040, 32)).astype("float32")
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors[:3000], vectors[3000:]
+
+
+needs_faiss = pytest.mark.skipif(not search.approximate_available(), reason="needs faiss: pip install kerasmm[search]")
+
+
+@needs_faiss
+def test_approximate_search_keeps_exact_scores_and_most_matches(random_gallery, tmp_path, monkeypatch):
+    gallery, queries = random_gallery
+    truth = Index(gallery, method="exact").search(queries, k=10)
+    index = Index(gallery, method="approximate", candidates=150)
+    assert index.method == "approximate"
+    found = index.search(queries, k=10)
+    recall = np.mean([len({key for key, _ in a} & {key for key, _ in b}) / 10 for a, b in zip(found, truth)])
+    assert recall >= 0.9, recall
+    for query, matches in zip(queries, found):
+        scores = [score for _, score in matches]
+        assert scores == sorted(scores, reverse=True)
+        np.testing.assert_allclose(scores, gallery[[key for key, _ in matches]] @ query, atol=1e-5)
+    index.candidates = len(gallery)  # every row a candidate: the exact answer
+    assert index.search(queries, k=10) == truth
+    index.candidates = 150
+
+    path = index.save(tmp_path / "codes.npz")  # the codes travel in the file
+    loaded = Index.load(path)
+    assert loaded.method == "approximate" and loaded.candidates == 150 and loaded.search(queries, k=10) == found
+    assert Index.load(path, method="exact").search(queries, k=10) == truth
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "faiss", None)  # faiss gone: "auto" falls back to exact search
+        assert Index.load(path).method == "exact"
+
+    old = tmp_path / "format1.npz"  # a file of kerasmm before approximate search
+    metadata = {"format": search.INDEX_FORMAT, "format_version": 1, "key_type": "int", "num_items": len(gallery)}
+    np.savez(old, embeddings=gallery, keys=np.arange(len(gallery)).astype(str), metadata=json.dumps(metadata))
+    assert Index.load(old).method == "exact" and Index.load(old, method="approximate").method == "approximate"
+    monkeypatch.setattr(search, "APPROXIMATE_MIN_ITEMS", 2000)
+    assert Index(gallery).method == "approximate" and Index(gallery[:1999]).method == "exact"
+    with pytest.raises(ValueError, match="at least 1000 items"):
+        Index(gallery[:999], method="approximate")
+    with pytest.raises(ValueError, match=r"width 16 .* width 32"):
+        index.search(np.ones((1, 16), "float32"))
+
+
+def test_approximate_search_without_faiss_says_what_to_install(random_gallery, model, images, monkeypatch):
+    gallery, queries = random_gallery
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    assert not search.approximate_available()
+    with pytest.raises(ImportError, match=r"pip install kerasmm\[search\]"):
+        Index(gallery, method="approximate")
+    with pytest.raises(ImportError, match=r"pip install kerasmm\[search\]"):  # before embedding anything
+        Index.from_images(model, images=images, method="approximate")
+    monkeypatch.setattr(search, "APPROXIMATE_MIN_ITEMS", 1000)
+    index = Index(gallery)  # "auto" without faiss: exact
+    assert index.method == "exact" and len(index.search(queries, k=3)[0]) == 3
+
+
 def test_save_load_round_trip(model, index, images, tmp_path):
     for built, name in ((index, "paths.npz"), (Index.from_images(model, images=images), "rows.idx")):
         path = built.save(tmp_path / name)
@@ -118,6 +183,8 @@ def test_user_mistakes_are_clear_errors(model, index):
         Index.from_images(model, paths=[])
     with pytest.raises(ValueError, match="empty gallery"):
         Index(np.zeros((0, 16), "float32"))
+    with pytest.raises(ValueError, match="method.*exact"):
+        Index(np.eye(3, dtype="float32"), method="fast")
     for queries in ([], [""], ["a circle", "  "]):
         with pytest.raises(ValueError, match="[Nn]o queries|empty"):
             index.search_text(model, queries)
@@ -142,6 +209,18 @@ def test_broken_file_raises_or_is_skipped(model, paths, tmp_path):
     assert index.keys == paths[:5] and [source for source, _ in index.skipped] == [broken]
     with pytest.raises(ValueError, match="empty gallery"):
         Index.from_images(model, paths=[broken, str(tmp_path / "missing.jpg")], on_error="skip")
+
+
+def test_files_the_decoder_refuses_after_the_pre_check_leave_the_stream_with_their_names(model, paths, tmp_path,
+                                                                                        monkeypatch):
+    first, last = broken_png(tmp_path), broken_png(tmp_path, "last.png")
+    monkeypatch.setattr(image_header, "check_image", lambda path, max_pixels=None: None)  # only the decoder can tell
+    gallery = paths[:2] + [first] + paths[2:4] + [last]
+    with pytest.raises(BadRecordError, match="broken.png: cannot decode image"):
+        Index.from_images(model, paths=gallery, batch_size=2)
+    index = Index.from_images(model, paths=gallery, batch_size=2, on_error="skip")
+    assert index.keys == paths[:4] and [source for source, _ in index.skipped] == [first, last]
+    assert all(reason.startswith("cannot decode image") for _, reason in index.skipped)
 
 
 def test_contact_sheet_writes_a_png(paths, images, tmp_path):

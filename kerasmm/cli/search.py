@@ -1,14 +1,19 @@
 """`kerasmm search`: find the images in a folder that best match text queries, with a saved dual encoder.
 
 Usage:
-    kerasmm search "a red circle" ["a blue square" ...] --model PATH --images DIR
+    kerasmm search "a red circle" ["a blue square" ...] --model PATH (--images DIR | --index FILE)
         [--k 5] [--out search_results.png] [--batch-size 256] [--on-error raise|skip]
+        [--save-index FILE] [--method auto|exact|approximate]
 
 PATH is a `.keras` file, or a directory holding `model.keras`, of an
 image-text dual encoder (loaded with `safe_mode=True`). Every image under DIR
 (recursively; .jpg, .jpeg, .png, .gif, .bmp; hidden files left out) is
-embedded; for each query the `k` best matches are printed (rank, cosine
-score, path) and all matches are drawn into a contact-sheet PNG.
+embedded into a `kerasmm.search.Index` (`--save-index FILE` keeps it), or a
+saved index is read from `--index FILE`; for each query the `k` best matches
+are printed (rank, cosine score, path) and all matches are drawn into a
+contact-sheet PNG. `--method` chooses exact or approximate search (the
+default, auto, searches approximately from 100,000 images when faiss is
+installed: `pip install kerasmm[search]`).
 
 Example:
 ```python
@@ -22,6 +27,7 @@ import os
 import sys
 
 NAME = "search"
+METHODS = ("auto", "exact", "approximate")  # kerasmm.search.METHODS, here so `--help` needs no numpy or TensorFlow
 DEFAULT_OUT = "search_results.png"
 _SHEET_MAX_COLUMNS = 10
 
@@ -45,8 +51,11 @@ def add_parser(subparsers):
     parser.add_argument("queries", nargs="+", metavar="QUERY", help="text to search for (one or more)")
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="a .keras file, or a directory holding model.keras, of an image-text dual encoder")
-    parser.add_argument("--images", required=True, metavar="DIR",
-                        help="folder searched recursively for image files (JPEG, PNG, GIF, BMP)")
+    gallery = parser.add_mutually_exclusive_group(required=True)
+    gallery.add_argument("--images", metavar="DIR",
+                         help="folder searched recursively for image files (JPEG, PNG, GIF, BMP)")
+    gallery.add_argument("--index", metavar="FILE",
+                         help="an index saved by --save-index (or kerasmm.search.Index.save) instead of --images")
     parser.add_argument("--k", type=int, default=5, help="matches per query (default 5)")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="PNG",
                         help=f"contact sheet of the matches (default {DEFAULT_OUT} in the current directory)")
@@ -55,6 +64,11 @@ def add_parser(subparsers):
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                         help="an unreadable image stops the search (raise, default) or is left out (skip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (on stderr) while embedding the images")
+    parser.add_argument("--save-index", metavar="FILE",
+                        help="keep the index built from --images in FILE (.npz), for --index next time")
+    parser.add_argument("--method", choices=METHODS, default="auto",
+                        help="exact, approximate (pip install kerasmm[search]) or auto (the default: approximate "
+                             "from 100,000 images when that is installed)")
     return parser
 
 
@@ -126,7 +140,7 @@ def run(args):
     search.run(args)
     ```
     """
-    from kerasmm.search import Index, contact_sheet
+    from kerasmm import search
 
     queries = list(args.queries)
     for i, query in enumerate(queries, 1):
@@ -136,15 +150,27 @@ def run(args):
         raise ValueError(f"--k must be at least 1, got {args.k}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    paths = find_images(args.images)
+    if args.save_index and args.index:
+        raise ValueError("--save-index keeps an index built from --images; with --index it is already saved.")
+    if args.method == "approximate" and not search.approximate_available():
+        raise ValueError(search.INSTALL_HINT)
+    paths = find_images(args.images) if args.images else None
     model = load_dual_encoder(args.model)
 
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr: stdout has the matches
-        index = Index.from_images(model, paths=paths, batch_size=args.batch_size, on_error=args.on_error,
-                                  verbose=0 if args.quiet else 1)
-    if len(index.skipped):
-        print(f"kerasmm {NAME}: warning: {index.skipped.summary()}", file=sys.stderr)
-    print(f"Indexed {len(index)} image(s) under {args.images}.")
+    if paths is None:
+        index = search.Index.load(args.index, method=args.method)
+        print(f"Loaded an index of {len(index)} image(s) from {args.index} ({index.method} search).")
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # progress on stderr: stdout has the matches
+            index = search.Index.from_images(model, paths=paths, batch_size=args.batch_size, on_error=args.on_error,
+                                             verbose=0 if args.quiet else 1, method=args.method)
+        if len(index.skipped):
+            print(f"kerasmm {NAME}: warning: {index.skipped.summary()}", file=sys.stderr)
+        print(f"Indexed {len(index)} image(s) under {args.images}.")
+        if args.save_index:
+            if os.path.dirname(args.save_index):
+                os.makedirs(os.path.dirname(args.save_index), exist_ok=True)
+            print(f"Saved the index to {index.save(args.save_index)}.")
     results = index.search_text(model, queries, k=args.k)
     for query, matches in zip(queries, results):
         print(f"\n\"{query}\"")
@@ -156,6 +182,6 @@ def run(args):
         os.makedirs(os.path.dirname(out), exist_ok=True)
     columns = min(len(results[0]), _SHEET_MAX_COLUMNS)
     items = [path for matches in results for path, _ in matches]
-    contact_sheet(items, sheet_captions(queries, results), out, columns=columns)
+    search.contact_sheet(items, sheet_captions(queries, results), out, columns=columns)
     print(f"\nContact sheet: {out}")
     return 0

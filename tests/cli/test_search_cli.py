@@ -3,11 +3,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
 import kerasmm
 from kerasmm.cli import main
+from kerasmm.search import Index
 
 RESULT_LINE = re.compile(r"^\s+(\d+)\s+(-?\d+\.\d{3})\s+(\S.*)$")
 ERROR_PREFIX = "kerasmm search: error:"
@@ -70,13 +72,19 @@ def test_top_level_help_lists_search(capsys):
     assert exit_info.value.code == 0 and "search" in capsys.readouterr().out
 
 
-def test_default_out_is_in_the_cwd(workspace, tmp_path, capsys, monkeypatch):
+def test_default_out_is_in_the_cwd_and_a_saved_index_answers_alike(workspace, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["search", "a circle", "a square", "--model", str(workspace / "model.keras"),
-                 "--images", str(workspace / "images"), "--k", "10"]) == 0
+                 "--images", str(workspace / "images"), "--k", "10", "--save-index", "saved/gallery.npz"]) == 0
     out = capsys.readouterr().out
-    assert len([line for line in out.splitlines() if RESULT_LINE.match(line)]) == 12  # k clamped to the 6 images
-    assert (tmp_path / "search_results.png").is_file()
+    matches = [line for line in out.splitlines() if RESULT_LINE.match(line)]
+    assert len(matches) == 12  # k clamped to the 6 images
+    assert (tmp_path / "search_results.png").is_file() and (tmp_path / "saved" / "gallery.npz").is_file()
+    assert main(["search", "a circle", "a square", "--model", str(workspace / "model.keras"),
+                 "--index", "saved/gallery.npz", "--k", "10", "--out", "again.png"]) == 0
+    out = capsys.readouterr().out
+    assert "Loaded an index of 6 image(s)" in out and (tmp_path / "again.png").is_file()
+    assert [line for line in out.splitlines() if RESULT_LINE.match(line)] == matches
 
 
 @pytest.mark.parametrize(
@@ -91,9 +99,11 @@ def test_default_out_is_in_the_cwd(workspace, tmp_path, capsys, monkeypatch):
         ("empty_query", "Query 1 is empty"),
         ("bad_k", "--k must be at least 1"),
         ("broken_image", "broken.png"),
+        ("index_of_another_width", "model embeds into 16 dimensions but the index holds 8"),
+        ("approximate_without_faiss", "pip install kerasmm[search]"),
     ],
 )
-def test_user_mistakes_give_one_line_and_status_2(mistake, expected, workspace, tmp_path, capsys):
+def test_user_mistakes_give_one_line_and_status_2(mistake, expected, workspace, tmp_path, capsys, monkeypatch):
     model, images, query, extra = str(workspace), str(workspace / "images"), "a red circle", []
     if mistake == "missing_model":
         model = str(tmp_path / "nothing.keras")
@@ -116,7 +126,13 @@ def test_user_mistakes_give_one_line_and_status_2(mistake, expected, workspace, 
         images = str(tmp_path)
         Image.open(workspace / "images" / "shape0.png").save(tmp_path / "good.png")
         (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    status = main(["search", query, "--model", model, "--images", images, "--out", str(tmp_path / "s.png"), *extra])
+    elif mistake == "index_of_another_width":
+        images, extra = None, ["--index", Index(np.eye(8, dtype="float32")).save(tmp_path / "narrow.npz")]
+    elif mistake == "approximate_without_faiss":
+        monkeypatch.setitem(sys.modules, "faiss", None)
+        extra = ["--method", "approximate"]
+    gallery = ["--images", images] if images else []
+    status = main(["search", query, "--model", model, *gallery, "--out", str(tmp_path / "s.png"), *extra])
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert "\n" not in err and err.startswith(ERROR_PREFIX) and expected in err, err
