@@ -248,7 +248,9 @@ class _FastScan:
         faiss = _faiss()
         rows, dim = embeddings.shape
         width = -(-dim // (2 * dims_per_code)) * 2 * dims_per_code  # whole pairs of 4-bit codes
-        index = faiss.IndexPQFastScan(width, width // dims_per_code, 4, faiss.METRIC_INNER_PRODUCT)
+        # Blocks of 64 rows (bbs) rather than faiss' default 32: AVX-512 fills its registers, and the scan of one
+        # million rows ran 35% faster (benchmarks/search.py); AVX2 machines read the same layout.
+        index = faiss.IndexPQFastScan(width, width // dims_per_code, 4, faiss.METRIC_INNER_PRODUCT, 64)
         sample = np.sort(np.random.default_rng(0).choice(rows, min(rows, _TRAIN_ROWS), replace=False))
         index.train(_padded(embeddings[sample], width))
         for start in range(0, rows, _ADD_ROWS):
