@@ -36,6 +36,7 @@ index.search_text(model, ["a red circle"], k=3)   # [[(key, score), ...]]
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -198,7 +199,7 @@ def _gallery_files(paths, size, policy, interpolation, batch_size):
     """
     import tensorflow as tf
 
-    from kerasmm.data import image_header, image_ops
+    from kerasmm.data import image_header
 
     def readable(path):  # through tf.numpy_function: the Python pre-check the readers and today's search run
         return np.bool_(image_header.check_image(os.fsdecode(path)) is None)
@@ -207,8 +208,10 @@ def _gallery_files(paths, size, policy, interpolation, batch_size):
         ok = tf.numpy_function(readable, [path], tf.bool, stateful=False)
         return path, position, tf.ensure_shape(ok, [])
 
+    load_file = _file_loader(tuple(size), policy, interpolation)
+
     def load(path, position, ok):
-        return image_ops.load_image(tf.io.read_file(path), size, policy, interpolation), position
+        return load_file(path), position
 
     positions = tf.range(len(paths), dtype=tf.int64)
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), positions))
@@ -221,6 +224,17 @@ def _gallery_files(paths, size, policy, interpolation, batch_size):
     # One thread per decode: the parallel map's calls and the image tower share the cores (as in the readers).
     options.threading.max_intra_op_parallelism = 1
     return ds.with_options(options)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_loader(size, policy, interpolation):
+    """A `tf.function` path → uint8 `[H, W, 3]`: `image_ops.load_image` traced once per size, not per gallery."""
+    import tensorflow as tf
+
+    from kerasmm.data import image_ops
+
+    return tf.function(lambda path: image_ops.load_image(tf.io.read_file(path), size, policy, interpolation),
+                       input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def _image_embedder(model):

@@ -81,10 +81,10 @@ def test_default_out_is_in_the_cwd_and_a_saved_index_answers_alike(workspace, tm
     assert len(matches) == 12  # k clamped to the 6 images
     assert (tmp_path / "search_results.png").is_file() and (tmp_path / "saved" / "gallery.npz").is_file()
     assert main(["search", "a circle", "a square", "--model", str(workspace / "model.keras"),
-                 "--index", "saved/gallery.npz", "--k", "10", "--out", "again.png"]) == 0
+                 "--index", "saved/gallery.npz", "--k", "1", "--out", "again.png"]) == 0
     out = capsys.readouterr().out
     assert "Loaded an index of 6 image(s)" in out and (tmp_path / "again.png").is_file()
-    assert [line for line in out.splitlines() if RESULT_LINE.match(line)] == matches
+    assert [line for line in out.splitlines() if RESULT_LINE.match(line)] == [matches[0], matches[6]]
 
 
 @pytest.mark.parametrize(
