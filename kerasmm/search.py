@@ -13,7 +13,7 @@ Two ways to search (`method=`):
   quantisation "fast scan", `pip install kerasmm[search]`) to pick
   `candidates` rows per query, then scores those exactly, so the returned
   scores are true dot products and only the recall is approximate. At one
-  million random 256-wide rows on two cores it answered 21 times the
+  million random 256-wide rows on two cores it answered 20 times the
   queries per second of exact search at recall@10 0.966
   (`benchmarks/search.py`).
 - "auto" (the default) is approximate from `APPROXIMATE_MIN_ITEMS` rows
@@ -54,11 +54,11 @@ INDEX_FORMAT = "kerasmm.search.Index"
 INDEX_FORMAT_VERSION = 2  # 2 added the approximate-search codes ("ann"); version 1 files load as they are
 METHODS = ("auto", "exact", "approximate")
 # "auto" searches approximately from this many gallery rows (with faiss installed). benchmarks/search.py, 2 cores:
-# at 100,000 rows the codes build in 0.9 s and answer 11x exact search's queries/s at recall@10 0.990; smaller
+# at 100,000 rows the codes build in 1 s and answer 11x exact search's queries/s at recall@10 0.990; smaller
 # galleries are searched exactly in under 2 ms a query.
 APPROXIMATE_MIN_ITEMS = 100_000
-# The benchmark's fastest setting with recall@10 >= 0.95 at one million rows (0.966, 21x exact search): 4 dims a
-# code scan 1.6x faster but need 2048 candidates for 0.88; 128 candidates give 0.91.
+# The benchmark's fastest setting with recall@10 >= 0.95 at one million rows (0.966, 20x exact search): 4 dims a
+# code scan 1.7x faster but reach only 0.88 with 2048 candidates; 128 candidates give 0.91.
 DEFAULT_DIMS_PER_CODE = 2
 DEFAULT_CANDIDATES = 256
 _APPROXIMATE_MIN_ROWS = 1000  # faiss' k-means wants 39 rows per centroid: 624 for each 16-entry codebook
