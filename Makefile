@@ -28,7 +28,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest tests -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not integration"
 
-# Speed and memory; benchmarks/real_data.py (what models learn on real sets, about an hour) is bench-real.
+# Speed and memory; benchmarks/real_data.py (what models learn on real sets, about 75 minutes) is bench-real.
 bench: install
 	@for script in $(filter-out benchmarks/real_data.py,$(wildcard benchmarks/*.py)); do echo "== $$script"; $(PY) $$script || exit 1; done
 
