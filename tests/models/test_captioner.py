@@ -44,7 +44,8 @@ def recompute_greedy(model, images, max_length, prompts=None):
         given[row, 1: 1 + len(ids)] = True
     finished = np.zeros(len(images), bool)
     for index in range(1, max_length):
-        logits = np.asarray(model({**x, "tokens": keras.ops.convert_to_tensor(tokens)}, training=False))[:, index - 1]
+        logits = np.array(model({**x, "tokens": keras.ops.convert_to_tensor(tokens)}, training=False))[:, index - 1]
+        logits[:, 0] = -np.inf  # the padding id is never generated
         next_token = np.where(given[:, index], tokens[:, index], np.where(finished, 0, logits.argmax(-1)))
         tokens[:, index] = next_token
         finished |= next_token == pre.end_id

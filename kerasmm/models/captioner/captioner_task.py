@@ -221,7 +221,7 @@ class Captioner(ZooTask):
                 token, context, context_mask, self_cache, index - 1, cross_cache
             )
             hidden = ops.squeeze(hidden, axis=1)
-            logits = ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+            logits = generation.forbid_padding(ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32"))
             if beams > 1:
                 logits = generation.freeze_finished(logits, token[:, 0], end_id)
             return logits, hidden, self_cache
@@ -456,7 +456,7 @@ class Captioner(ZooTask):
     serving_family = "captioner"
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `serving_default(image_bytes, [audio_bytes])` (and `caption_<modality>` with several
@@ -466,7 +466,7 @@ class Captioner(ZooTask):
 
         return captioner_serving.serving_signatures(
             self, module, staging, sample_rate, sampler=sampler, max_length=max_length, num_beams=num_beams,
-            scores=scores, jit_compile=jit_compile,
+            scores=scores, jit_compile=jit_compile, prompted=prompted,
         )
 
     def get_config(self):
