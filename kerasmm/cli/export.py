@@ -2,7 +2,8 @@
 
 Usage:
     kerasmm export MODEL EXPORT_DIR [--version N] [--zoo] [--sampler NAME] [--max-length L]
-        [--num-beams K] [--sample-rate HZ] [--no-scores] [--jit-compile] [--prompted] [--no-warmup] [--overwrite] [--verify]
+        [--num-beams K] [--sample-rate HZ] [--no-scores] [--jit-compile] [--prompted] [--no-warmup]
+        [--overwrite] [--verify]
 
 MODEL is a `.keras` file, or a directory holding `model.keras` (loaded with
 `safe_mode=True`); with `--zoo` it is a zoo entry name instead (random
