@@ -3,7 +3,10 @@
 Trains the zoo entry on shapes captions, then scores greedy captions of
 held-out images (the "test" split, never seen in training) with the
 model's own graph-mode metrics through `model.evaluate` (BLEU-4, CIDEr-D),
-and prints a few captions next to their references.
+and prints a few captions next to their references. Then it prompts the
+same model (`generate(images, prompt=...)`) and counts the captions that
+begin with the prompt and go on to name an object of the image: the colour
+and shape words after the prompt are a "colour shape" pair of the reference.
 
 Run: `.venv/bin/python zoo/captioner/learning_check.py [--examples 4000] [--epochs 10]`
 """
@@ -45,6 +48,18 @@ def main():
     print(f"  BLEU-4 {scores['bleu_4']:.3f}   CIDEr-D {scores['cider_d']:.3f}   exact match {exact:.3f}")
     for caption, reference in list(zip(captions, references))[:5]:
         print(f"  {caption!r:55} reference {reference!r}")
+    for prompt in ("a large", "a small"):
+        prompted = model.generate(features["image"], prompt=prompt)
+        begins, names = prompted_scores(prompt, prompted, references)
+        print(f"  prompt {prompt!r}: {begins:.3f} begin with it, {names:.3f} then name an object of the image; "
+              f"e.g. {prompted[0]!r} (reference {references[0]!r})")
+
+
+def prompted_scores(prompt, captions, references):
+    """`(share beginning with prompt, share whose next two words are a "colour shape" of the reference)`."""
+    begins = [c.startswith(prompt + " ") for c in captions]
+    names = [b and " ".join(c[len(prompt):].split()[:2]) in r for b, c, r in zip(begins, captions, references)]
+    return float(np.mean(begins)), float(np.mean(names))
 
 
 if __name__ == "__main__":
