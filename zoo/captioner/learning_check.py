@@ -48,18 +48,18 @@ def main():
     print(f"  BLEU-4 {scores['bleu_4']:.3f}   CIDEr-D {scores['cider_d']:.3f}   exact match {exact:.3f}")
     for caption, reference in list(zip(captions, references))[:5]:
         print(f"  {caption!r:55} reference {reference!r}")
+    print(f"  no prompt: {names_an_object(captions, references, 2):.3f} name an object of the image after their "
+          "first two words")
     for prompt in ("a large", "a small"):
         prompted = model.generate(features["image"], prompt=prompt)
-        begins, names = prompted_scores(prompt, prompted, references)
-        print(f"  prompt {prompt!r}: {begins:.3f} begin with it, {names:.3f} then name an object of the image; "
-              f"e.g. {prompted[0]!r} (reference {references[0]!r})")
+        begins = float(np.mean([c.startswith(prompt + " ") for c in prompted]))
+        print(f"  prompt {prompt!r}: {begins:.3f} begin with it, {names_an_object(prompted, references, 2):.3f} "
+              f"then name an object of the image; e.g. {prompted[0]!r} (reference {references[0]!r})")
 
 
-def prompted_scores(prompt, captions, references):
-    """`(share beginning with prompt, share whose next two words are a "colour shape" of the reference)`."""
-    begins = [c.startswith(prompt + " ") for c in captions]
-    names = [b and " ".join(c[len(prompt):].split()[:2]) in r for b, c, r in zip(begins, captions, references)]
-    return float(np.mean(begins)), float(np.mean(names))
+def names_an_object(captions, references, skip):
+    """The share of captions whose two words after the first `skip` are a "colour shape" pair of the reference."""
+    return float(np.mean([" ".join(c.split()[skip: skip + 2]) in r for c, r in zip(captions, references)]))
 
 
 if __name__ == "__main__":
