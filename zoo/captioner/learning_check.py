@@ -53,13 +53,27 @@ def main():
     for prompt in ("a large", "a small"):
         prompted = model.generate(features["image"], prompt=prompt)
         begins = float(np.mean([c.startswith(prompt + " ") for c in prompted]))
-        print(f"  prompt {prompt!r}: {begins:.3f} begin with it, {names_an_object(prompted, references, 2):.3f} "
-              f"then name an object of the image; e.g. {prompted[0]!r} (reference {references[0]!r})")
+        fits = [f"{prompt} " in f"{r} " for r in references]  # images that hold an object the prompt describes
+        named = names_an_object(prompted, references, 2, prompt)
+        print(f"  prompt {prompt!r}: {begins:.3f} begin with it; {names_an_object(prompted, references, 2):.3f} "
+              f"then name an object of the image, {named:.3f} of the {sum(fits)} images with a "
+              f"{prompt.split()[-1]} object name one; e.g. {prompted[0]!r} (reference {references[0]!r})")
 
 
-def names_an_object(captions, references, skip):
-    """The share of captions whose two words after the first `skip` are a "colour shape" pair of the reference."""
-    return float(np.mean([" ".join(c.split()[skip: skip + 2]) in r for c, r in zip(captions, references)]))
+def names_an_object(captions, references, skip, prefix=None):
+    """The share of captions whose two words after the first `skip` are a "colour shape" pair of the reference.
+
+    With `prefix`, only the references holding it count, and the pair must follow it there: "a large" +
+    "red circle" must be "a large red circle" in the reference.
+    """
+    hits = []
+    for caption, reference in zip(captions, references):
+        pair = " ".join(caption.split()[skip: skip + 2])
+        if prefix is None:
+            hits.append(f" {pair} " in f" {reference} ")
+        elif f"{prefix} " in f"{reference} ":
+            hits.append(f"{prefix} {pair} " in f"{reference} ")
+    return float(np.mean(hits)) if hits else float("nan")
 
 
 if __name__ == "__main__":
