@@ -173,6 +173,10 @@ def test_crossmodal_lm_generates_from_each_subset_of_its_modalities():
     # Masking a modality out is what "absent" means: the same ids whether it is dropped or zeroed+masked.
     masked = {"image": features["image"], "audio": features["audio"], "audio_mask": np.zeros(4, "float32")}
     np.testing.assert_array_equal(model.generate(masked, max_length=8, return_tokens=True), tokens["image"])
+    # Text joins them as a prompt the decoder continues: text + image + audio, or text + either one.
+    for name, x in subsets.items():
+        prompted = model.generate(x, max_length=8, prompt="a small")
+        assert all(c.startswith("a small") for c in prompted), name
     assert kerasmm.zoo.entry("audio_visual_captioner").config == kerasmm.zoo.entry("crossmodal_lm").config
 
 
