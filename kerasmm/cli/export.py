@@ -2,7 +2,8 @@
 
 Usage:
     kerasmm export MODEL EXPORT_DIR [--version N] [--zoo] [--sampler NAME] [--max-length L]
-        [--num-beams K] [--sample-rate HZ] [--no-scores] [--jit-compile] [--no-warmup] [--overwrite] [--verify]
+        [--num-beams K] [--sample-rate HZ] [--no-scores] [--jit-compile] [--prompted] [--no-warmup]
+        [--overwrite] [--verify]
 
 MODEL is a `.keras` file, or a directory holding `model.keras` (loaded with
 `safe_mode=True`); with `--zoo` it is a zoo entry name instead (random
@@ -58,6 +59,9 @@ def add_parser(subparsers):
     parser.add_argument("--no-scores", action="store_true", help="captioners: leave out the caption scores")
     parser.add_argument("--jit-compile", action="store_true",
                         help="captioners: XLA-compile the decoding loop (the server then needs XLA)")
+    parser.add_argument("--prompted", action="store_true",
+                        help="captioners: add caption_prompted(..., prompt), captions that continue a text prompt "
+                             "(the server then needs tensorflow-text's ops)")
     parser.add_argument("--no-warmup", action="store_true", help="write no assets.extra warm-up requests")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -126,7 +130,8 @@ def run(args):
         path = kerasmm.export.saved_model(
             model, args.export_dir, version=args.version, sampler=args.sampler, max_length=args.max_length,
             num_beams=args.num_beams, sample_rate=args.sample_rate, scores=not args.no_scores,
-            jit_compile=args.jit_compile, warmup_requests=not args.no_warmup, overwrite=args.overwrite,
+            jit_compile=args.jit_compile, prompted=args.prompted, warmup_requests=not args.no_warmup,
+            overwrite=args.overwrite,
         )
     except FileExistsError as error:
         raise ValueError(f"{error} (--overwrite replaces it)") from None

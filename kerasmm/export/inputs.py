@@ -31,6 +31,8 @@ IMAGE_INPUT = "image_bytes"
 TEXT_INPUT = "text"
 AUDIO_INPUT = "audio_bytes"
 INPUT_NAMES = {"image": IMAGE_INPUT, "text": TEXT_INPUT, "audio": AUDIO_INPUT}
+# Text a captioner's caption continues (the `caption_prompted` signature).
+PROMPT_INPUT = "prompt"
 
 # Leading bytes of the formats tf.io.decode_image reads (WebP: "RIFF" then "WEBP" at offset 8).
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
@@ -55,7 +57,7 @@ def is_wav(values):
     return _starts_with(values, b"RIFF") & _starts_with(values, b"WAVE", 8)
 
 
-def _assert_none(bad, message):
+def assert_none(bad, message):
     """An Assert that fails with `message` and the indices where `bad` holds."""
     indices = tf.reshape(tf.where(bad), [-1])
     return tf.debugging.Assert(tf.equal(tf.size(indices), 0), [message, indices], summarize=8)
@@ -86,8 +88,8 @@ def checked_bytes(values, name, kind, max_pixels=None):
     else:
         raise ValueError(f"kind must be 'image' or 'audio', got {kind!r}.")
     checks = [
-        _assert_none(empty, f"{name}: element is an empty string, not {what} (index:)"),
-        _assert_none(wrong & ~empty, f"{name}: element is not {what} (index:)"),
+        assert_none(empty, f"{name}: element is an empty string, not {what} (index:)"),
+        assert_none(wrong & ~empty, f"{name}: element is not {what} (index:)"),
     ]
     with tf.control_dependencies(checks):
         values = tf.identity(values)
@@ -100,8 +102,8 @@ def _checked_image_headers(values, name, max_pixels):
     animated = tf.map_fn(image_header.is_animated_webp, values, fn_output_signature=tf.bool)
     pixels = tf.map_fn(image_header.header_pixels, values, fn_output_signature=tf.int64)
     checks = [
-        _assert_none(animated, f"{name}: element is an animated WebP, which cannot be decoded (index:)"),
-        _assert_none(pixels > max_pixels, f"{name}: element declares more than {max_pixels} pixels in its header; "
+        assert_none(animated, f"{name}: element is an animated WebP, which cannot be decoded (index:)"),
+        assert_none(pixels > max_pixels, f"{name}: element declares more than {max_pixels} pixels in its header; "
                                           "send a smaller image (index:)"),
     ]
     with tf.control_dependencies(checks):
@@ -117,9 +119,9 @@ def checked_text(values, name, max_bytes=MAX_TEXT_BYTES):
     replaced = tf.reduce_sum(tf.cast(tf.equal(decoded, 0xFFFD), tf.int32), axis=1)
     spelled = tf.cast(tf.strings.split(values, "\ufffd".encode()).row_lengths(), tf.int32) - 1
     checks = [
-        _assert_none(blank, f"{name}: element is empty or only white space (index:)"),
-        _assert_none(replaced > spelled, f"{name}: element is not valid UTF-8 text (index:)"),
-        _assert_none(tf.strings.length(values) > max_bytes,
+        assert_none(blank, f"{name}: element is empty or only white space (index:)"),
+        assert_none(replaced > spelled, f"{name}: element is not valid UTF-8 text (index:)"),
+        assert_none(tf.strings.length(values) > max_bytes,
                      f"{name}: element is longer than {max_bytes} bytes (index:)"),
     ]
     with tf.control_dependencies(checks):

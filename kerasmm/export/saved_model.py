@@ -36,7 +36,8 @@ from kerasmm.export import signatures, warmup
 
 
 def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, num_beams=4, sample_rate=16000,
-                scores=True, jit_compile=False, warmup_requests=True, model_name=None, overwrite=False):
+                scores=True, jit_compile=False, prompted=False, warmup_requests=True, model_name=None,
+                overwrite=False):
     """Export `model` for serving on raw inputs; returns the version directory `export_dir/<version>`.
 
     Args:
@@ -53,6 +54,10 @@ def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, 
             GPU, but the server then needs XLA: stock TF Serving GPU images
             lack it). Off by default: the graph then holds only ops with
             plain CPU and GPU kernels.
+        prompted: captioners: also export `caption_prompted(..., prompt)`,
+            captions that continue a text prompt. Its in-graph tokenizer
+            uses tensorflow-text ops, which the server must then have (the
+            other captioner signatures need none).
         warmup_requests: write `assets.extra/tf_serving_warmup_requests`.
         model_name: the `model_spec.name` of the warm-up requests (default:
             the base name of `export_dir`).
@@ -69,7 +74,8 @@ def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, 
 
     with tempfile.TemporaryDirectory() as staging:
         export = signatures.build(model, staging, sampler=sampler, max_length=max_length, num_beams=num_beams,
-                                  sample_rate=sample_rate, scores=scores, jit_compile=jit_compile)
+                                  sample_rate=sample_rate, scores=scores, jit_compile=jit_compile,
+                                  prompted=prompted)
         partial = tempfile.mkdtemp(prefix=f".{version}-partial-", dir=export_dir)
         try:
             with portable_slice_updates(enabled=not jit_compile):

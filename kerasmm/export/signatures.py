@@ -175,6 +175,7 @@ def example_requests(modalities, image_size=None, audio_length=None, sample_rate
         ]
     if "text" in modalities:
         values[raw.TEXT_INPUT] = [str(t).encode("utf-8") for t in features["text"]]
+    values[raw.PROMPT_INPUT] = [b"a"] * count  # read only by the signatures that take a prompt
     if "audio" in modalities:
         values[raw.AUDIO_INPUT] = [
             tf.audio.encode_wav(np.asarray(w, "float32")[:, None], sample_rate).numpy() for w in features["audio"]
@@ -183,7 +184,7 @@ def example_requests(modalities, image_size=None, audio_length=None, sample_rate
 
 
 def build(model, staging, sampler=None, max_length=None, num_beams=4, sample_rate=16000, scores=True,
-          jit_compile=False):
+          jit_compile=False, prompted=False):
     """The `Export` of `model`; asset files are written under `staging` (copied into the SavedModel).
 
     The signatures are the model's own (`model.serving_signatures`, see
@@ -199,7 +200,7 @@ def build(model, staging, sampler=None, max_length=None, num_beams=4, sample_rat
     module.model_variables = list(model.variables)
     functions, modalities, extra = model.serving_signatures(
         module, staging, sample_rate=sample_rate, sampler=sampler, max_length=max_length, num_beams=num_beams,
-        scores=scores, jit_compile=jit_compile,
+        scores=scores, jit_compile=jit_compile, prompted=prompted,
     )
 
     tokenizer = getattr(model.preprocessor, "tokenizer", None)

@@ -14,6 +14,7 @@ sampler = resolve_sampler(top_p=0.9, temperature=0.7, seed=1)   # generate's key
 
 from kerasmm.generation.beam import BeamSampler  # noqa: F401
 from kerasmm.generation.decoding import (  # noqa: F401
+    forbid_padding,
     freeze_finished,
     initial_prompt,
     strip_after_end,

@@ -13,6 +13,17 @@ def initial_prompt(batch_size, max_length, start_id):
     return prompt, mask
 
 
+def forbid_padding(logits, pad_id=0):
+    """Logits under which `pad_id` is never chosen.
+
+    Generated ids use 0 for "after the end token"; a padding id written
+    mid-caption (an untrained model's argmax can be anything) would read as
+    the caption's end in scores and token outputs while the text went on.
+    """
+    vocabulary = ops.shape(logits)[-1]
+    return ops.where((ops.arange(vocabulary) == pad_id)[None, :], ops.cast(-1e9, logits.dtype), logits)
+
+
 def freeze_finished(logits, previous, end_id, pad_id=0):
     """Logits that force `pad_id` in rows whose `previous` token `[B]` is `end_id` or `pad_id`.
 

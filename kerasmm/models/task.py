@@ -78,7 +78,7 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
     serving_family = None
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """The serving signatures of this model on raw inputs (what `kerasmm.export.saved_model` saves).
 
         Args:
@@ -87,8 +87,9 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
             staging: a directory to write asset files into (copied into the
                 SavedModel's `assets/`).
             sample_rate: Hz that WAV inputs are resampled to.
-            sampler, max_length, num_beams, scores, jit_compile: generation
-                settings (families that generate; ignored by the others).
+            sampler, max_length, num_beams, scores, jit_compile, prompted:
+                generation settings (families that generate; ignored by the
+                others).
 
         Returns:
             `(functions, modalities, extra_metadata)`: signature name →

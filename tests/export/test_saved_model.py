@@ -20,7 +20,7 @@ from kerasmm.models.captioner import captioner_serving
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("saved_model")
     model = kerasmm.zoo.get("tiny_captioner")
-    path = kerasmm.export.saved_model(model, root / "captioner", version=3)
+    path = kerasmm.export.saved_model(model, root / "captioner", version=3, prompted=True)
     return {"model": model, "path": path, "root": root / "captioner", "loaded": tf.saved_model.load(path)}
 
 
@@ -54,7 +54,8 @@ def test_the_vocabulary_and_settings_are_assets(exported):
 def test_warmup_requests_are_real_images(exported):
     records = warmup.read_requests(exported["path"])
     assert [(name, signature, inputs["image_bytes"].shape) for name, signature, inputs in records] == [
-        ("captioner", "serving_default", (1,)), ("captioner", "serving_default", (2,))]
+        ("captioner", "serving_default", (1,)), ("captioner", "serving_default", (2,)),
+        ("captioner", "caption_prompted", (1,)), ("captioner", "caption_prompted", (2,))]
     first, second = records[1][2]["image_bytes"]
     assert tf.io.is_jpeg(first).numpy() and second.startswith(b"\x89PNG")
 
@@ -81,6 +82,28 @@ def test_captions_and_scores_equal_the_in_process_model(exported):
         targets = words + ([model.end_id] if len(words) < tokens.shape[1] else [])
         expected = np.mean([log_probs[row, i, t] for i, t in enumerate(targets)])
         assert score == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_prompted_signature_continues_each_prompt_as_generate_does(exported):
+    model, serve = exported["model"], exported["loaded"].signatures["caption_prompted"]
+    image_bytes = warmup.read_requests(exported["path"])[1][2]["image_bytes"]
+    prompts = ["a large", "small red"]
+    outputs = serve(image_bytes=tf.constant(image_bytes), prompt=tf.constant(prompts))
+    pixels = np.stack([image_ops.decode_image(b).numpy() for b in image_bytes])
+    assert [c.decode() for c in outputs["captions"].numpy()] == model.generate(pixels, prompt=prompts)
+    # Scored on what the model wrote after the prompt: the same as the unprompted score of a caption whose
+    # prompt positions are left out, recomputed from the full caption's log-probabilities.
+    tokens = model.generate(pixels, prompt=prompts, return_tokens=True)
+    context = {k: v for k, v in model.preprocessor({"image": pixels}).items() if k != "tokens"}
+    given = np.zeros(tokens.shape, bool)
+    given[0, :2] = given[1, :2] = True
+    expected = captioner_serving.caption_scores(model, context, tf.constant(tokens), model.start_id, model.end_id,
+                                                tf.constant(given))
+    np.testing.assert_allclose(outputs["scores"].numpy(), expected.numpy(), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: element leaves no room to generate"):
+        serve(image_bytes=tf.constant(image_bytes), prompt=tf.constant(["a", "a large red circle " * 4]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: element is empty or only white space"):
+        serve(image_bytes=tf.constant(image_bytes), prompt=tf.constant(["a", " "]))
 
 
 @pytest.mark.parametrize("image_bytes, message", [
@@ -145,7 +168,10 @@ def test_in_graph_detokenize_matches_keras_hub_on_suffix_pieces(tmp_path):
 def test_verify_loads_the_export_without_kerasmm(exported):
     report = kerasmm.export.verify(exported["path"])
     assert report["errors"] == [] and report["blocked_modules_imported"] == []
-    assert report["custom_ops"] == [] and report["xla_ops"] == [] and report["warmup_requests"] == 2
+    # The prompted signature tokenises its prompts in the graph: tensorflow-text's ops (the unprompted
+    # captioners of tests/integration/test_export.py need none).
+    assert report["custom_ops"] == ["CaseFoldUTF8", "FastWordpieceTokenizeWithOffsets", "RegexSplitWithOffsets"]
+    assert report["xla_ops"] == [] and report["warmup_requests"] == 4
     assert report["signatures"]["serving_default"]["inputs"] == {"image_bytes": {"dtype": "string", "shape": [None]}}
 
 

@@ -28,16 +28,25 @@ def images(num_examples=2, seed=3):
     return kerasmm.data.shapes_arrays(num_examples=num_examples, task="captioning", seed=seed)[0]["image"]
 
 
-def recompute_greedy(model, images, max_length):
-    """The keras.io captioning example's decoding: the whole decoder over the prefix at every step."""
+def recompute_greedy(model, images, max_length, prompts=None):
+    """The keras.io captioning example's decoding: the whole decoder over the prefix at every step.
+
+    `prompts` (one string per image): their ids follow the start token and are kept, not predicted.
+    """
     pre = model.preprocessor
     x = {k: v for k, v in pre({"image": images}).items() if k != "tokens"}
     tokens = np.zeros((len(images), model.backbone.sequence_length), "int32")
     tokens[:, 0] = pre.start_id
+    given = np.zeros(tokens.shape, bool)
+    for row, prompt in enumerate(prompts or []):
+        ids = pre.tokenizer(prompt)
+        tokens[row, 1: 1 + len(ids)] = ids
+        given[row, 1: 1 + len(ids)] = True
     finished = np.zeros(len(images), bool)
     for index in range(1, max_length):
-        logits = np.asarray(model({**x, "tokens": keras.ops.convert_to_tensor(tokens)}, training=False))[:, index - 1]
-        next_token = np.where(finished, 0, logits.argmax(-1))
+        logits = np.array(model({**x, "tokens": keras.ops.convert_to_tensor(tokens)}, training=False))[:, index - 1]
+        logits[:, 0] = -np.inf  # the padding id is never generated
+        next_token = np.where(given[:, index], tokens[:, index], np.where(finished, 0, logits.argmax(-1)))
         tokens[:, index] = next_token
         finished |= next_token == pre.end_id
     out = tokens[:, 1:max_length].copy()
@@ -71,6 +80,36 @@ def test_cached_greedy_equals_full_recompute(captioner):
     cached = captioner.generate(batch, max_length=10, return_tokens=True)
     np.testing.assert_array_equal(cached, recompute_greedy(captioner, batch, 10))
     assert cached.shape == (3, 9) and cached.dtype == np.int32
+
+
+def test_a_prompt_begins_each_caption_and_the_cache_continues_it(captioner):
+    batch = images(3)
+    prompts = ["a", "a large red", "small"]
+    cached = captioner.generate(batch, max_length=10, return_tokens=True, prompt=prompts)
+    np.testing.assert_array_equal(cached, recompute_greedy(captioner, batch, 10, prompts))
+    assert [c.split()[: len(p.split())] for c, p in zip(captioner.generate(batch, prompt=prompts), prompts)] == [
+        p.split() for p in prompts]
+    assert all(c.startswith("a large") for c in captioner.generate(batch, prompt="a large", sampler="beam"))
+
+
+def test_prompts_train_as_a_prefix_language_model(captioner):
+    pre = captioner.preprocessor
+    x, y, weights = pre({"image": images(), "prompt": np.array(["a large", "a"])}, np.array(["red circle", "square"]))
+    start, ids = pre.start_id, [pre.tokenizer(t) for t in ("a large", "red circle", "a", "square")]
+    np.testing.assert_array_equal(np.asarray(x["tokens"])[0, :5], [start, *ids[0], *ids[1]])
+    # Only the continuation and its end token are learned: 2 words + [END], 1 word + [END].
+    np.testing.assert_array_equal(np.asarray(weights)[:, :4], [[0, 0, 1, 1], [0, 1, 1, 0]])
+    assert np.asarray(weights).sum() == 5
+
+
+@pytest.mark.parametrize("prompt, match", [
+    (["a", "a"], "Got 2 prompts for 3 inputs"),
+    (["a", 3, "a"], "Prompt 1 is a int, not a string"),
+    ("a large red circle " * 4, "leaving no room to generate within max_length=12"),
+])
+def test_bad_prompts_are_refused(captioner, prompt, match):
+    with pytest.raises(ValueError, match=match):
+        captioner.generate(images(3), prompt=prompt)
 
 
 def test_beam_of_width_one_is_greedy_and_wider_beams_run(captioner):
@@ -134,6 +173,10 @@ def test_crossmodal_lm_generates_from_each_subset_of_its_modalities():
     # Masking a modality out is what "absent" means: the same ids whether it is dropped or zeroed+masked.
     masked = {"image": features["image"], "audio": features["audio"], "audio_mask": np.zeros(4, "float32")}
     np.testing.assert_array_equal(model.generate(masked, max_length=8, return_tokens=True), tokens["image"])
+    # Text joins them as a prompt the decoder continues: text + image + audio, or text + either one.
+    for name, x in subsets.items():
+        prompted = model.generate(x, max_length=8, prompt="a small")
+        assert all(c.startswith("a small") for c in prompted), name
     assert kerasmm.zoo.entry("audio_visual_captioner").config == kerasmm.zoo.entry("crossmodal_lm").config
 
 

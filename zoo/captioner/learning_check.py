@@ -3,7 +3,10 @@
 Trains the zoo entry on shapes captions, then scores greedy captions of
 held-out images (the "test" split, never seen in training) with the
 model's own graph-mode metrics through `model.evaluate` (BLEU-4, CIDEr-D),
-and prints a few captions next to their references.
+and prints a few captions next to their references. Then it prompts the
+same model (`generate(images, prompt=...)`) and counts the captions that
+begin with the prompt and go on to name an object of the image: the colour
+and shape words after the prompt are a "colour shape" pair of the reference.
 
 Run: `.venv/bin/python zoo/captioner/learning_check.py [--examples 4000] [--epochs 10]`
 """
@@ -45,6 +48,32 @@ def main():
     print(f"  BLEU-4 {scores['bleu_4']:.3f}   CIDEr-D {scores['cider_d']:.3f}   exact match {exact:.3f}")
     for caption, reference in list(zip(captions, references))[:5]:
         print(f"  {caption!r:55} reference {reference!r}")
+    print(f"  no prompt: {names_an_object(captions, references, 2):.3f} name an object of the image after their "
+          "first two words")
+    for prompt in ("a large", "a small"):
+        prompted = model.generate(features["image"], prompt=prompt)
+        begins = float(np.mean([c.startswith(prompt + " ") for c in prompted]))
+        fits = [f"{prompt} " in f"{r} " for r in references]  # images that hold an object the prompt describes
+        named = names_an_object(prompted, references, 2, prompt)
+        print(f"  prompt {prompt!r}: {begins:.3f} begin with it; {names_an_object(prompted, references, 2):.3f} "
+              f"then name an object of the image, {named:.3f} of the {sum(fits)} images with a "
+              f"{prompt.split()[-1]} object name one; e.g. {prompted[0]!r} (reference {references[0]!r})")
+
+
+def names_an_object(captions, references, skip, prefix=None):
+    """The share of captions whose two words after the first `skip` are a "colour shape" pair of the reference.
+
+    With `prefix`, only the references holding it count, and the pair must follow it there: "a large" +
+    "red circle" must be "a large red circle" in the reference.
+    """
+    hits = []
+    for caption, reference in zip(captions, references):
+        pair = " ".join(caption.split()[skip: skip + 2])
+        if prefix is None:
+            hits.append(f" {pair} " in f" {reference} ")
+        elif f"{prefix} " in f"{reference} ":
+            hits.append(f"{prefix} {pair} " in f"{reference} ")
+    return float(np.mean(hits)) if hits else float("nan")
 
 
 if __name__ == "__main__":

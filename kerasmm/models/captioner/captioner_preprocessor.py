@@ -22,6 +22,12 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
     `sequence_length`, weighted 1 on real tokens and 0 on padding. Without
     captions, `"tokens"` holds only the start token.
 
+    A `features["prompt"]` of strings `[B]` is text the caption continues:
+    with captions, each row becomes `[START] prompt… caption… [END]` and the
+    prompt's positions weigh 0 (the loss is the continuation's, as in a
+    prefix language model); without, `"tokens"` holds `[START] prompt…`,
+    which `Captioner.generate` keeps and continues.
+
     Args:
         modalities: context modalities, a subset of ("image", "audio").
         tokenizer: a keras_hub tokenizer whose vocabulary has `start_token`
@@ -99,37 +105,53 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         captions = x.get("text")
         if captions is None and y is not None:
             captions = y
-        context = {k: v for k, v in x.items() if k != "text"}
+        prompts = x.get("prompt")
+        context = {k: v for k, v in x.items() if k not in ("text", "prompt")}
         features = super().call(context)
         if captions is None:
+            if prompts is not None:
+                features["tokens"] = self.prompt_ids(prompts)
+                return features
             batch = tf.shape(features[f"{self.modalities[0]}_mask"])[0]
             features["tokens"] = tf.pad(tf.fill((batch, 1), self.start_id), [[0, 0], [0, self.sequence_length - 1]])
             return features
-        ids = self.caption_ids(captions)
+        ids = self.caption_ids(captions, prompts)
         features["tokens"] = ids[:, :-1]
         next_tokens = ids[:, 1:]
         weights = tf.cast(next_tokens != 0, "float32")
+        if prompts is not None:  # a prefix language model: the prompt is given, only its continuation is learned
+            prompt_lengths = tf.cast(self.token_ids(prompts, "Prompts").row_lengths(), "int32")
+            weights *= tf.cast(tf.range(tf.shape(next_tokens)[1])[None, :] >= prompt_lengths[:, None], "float32")
         if sample_weight is not None:
             weights *= tf.reshape(tf.cast(sample_weight, "float32"), (-1, 1))
         return features, next_tokens, weights
 
-    def caption_ids(self, captions):
-        """`[B, sequence_length + 1]` int32 ids of `[START] caption [END]`, padded (and cut) to length."""
-        captions = tf.convert_to_tensor(captions)
-        if captions.dtype != tf.string:
-            raise ValueError(f"Captions must be strings, got dtype {captions.dtype.name}.")
-        if captions.shape.rank == 2 and captions.shape[-1] == 1:
-            captions = tf.squeeze(captions, -1)
-        if captions.shape.rank != 1:
-            raise ValueError(f"Captions must be a [batch] vector of strings, got shape {captions.shape}.")
+    def caption_ids(self, captions, prompts=None):
+        """`[B, sequence_length + 1]` int32 ids of `[START] prompt caption [END]`, padded (and cut) to length."""
+        pieces = self.token_ids(captions, "Captions")
+        if prompts is not None:
+            pieces = tf.concat([self.token_ids(prompts, "Prompts"), pieces], axis=1)
+        return self._pack(pieces, self.sequence_length + 1, self.end_id)
+
+    def prompt_ids(self, prompts):
+        """`[B, sequence_length]` int32 ids of `[START] prompt`, padded with 0 (and cut) to length."""
+        return self._pack(self.token_ids(prompts, "Prompts"), self.sequence_length, None)
+
+    def token_ids(self, texts, what="Texts"):
+        """A `tf.RaggedTensor` `[B, None]` of each text's ids (no start or end token).
+
+        keras_hub tokenizers called eagerly return Python lists; this is the
+        ragged tensor either way, so prompt and caption ids can be joined.
+        """
+        ids = self.tokenizer(_strings(texts, what))
+        return ids if isinstance(ids, tf.RaggedTensor) else tf.ragged.constant(ids, dtype=tf.int32, ragged_rank=1)
+
+    def _pack(self, pieces, length, end_id):
         packer = keras_hub.layers.StartEndPacker(
-            sequence_length=self.sequence_length + 1,
-            start_value=self.start_id,
-            end_value=self.end_id,
-            pad_value=0,
+            sequence_length=length, start_value=self.start_id, end_value=end_id, pad_value=0,
             return_padding_mask=False,
         )
-        return tf.cast(packer(self.tokenizer(captions)), "int32")
+        return tf.cast(packer(pieces), "int32")
 
     def get_config(self):
         config = super().get_config()
@@ -137,3 +159,15 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
             config.pop(key, None)
         config.update({"start_token": self.start_token, "end_token": self.end_token})
         return config
+
+
+def _strings(values, what):
+    """`values` as a `[B]` string tensor (a `[B, 1]` column is squeezed); a clear error otherwise."""
+    values = tf.convert_to_tensor(values)
+    if values.dtype != tf.string:
+        raise ValueError(f"{what} must be strings, got dtype {values.dtype.name}.")
+    if values.shape.rank == 2 and values.shape[-1] == 1:
+        values = tf.squeeze(values, -1)
+    if values.shape.rank != 1:
+        raise ValueError(f"{what} must be a [batch] vector of strings, got shape {values.shape}.")
+    return values

@@ -5,6 +5,9 @@
   token, unless exported with `scores=False`).
 - a model with several context modalities also gets `caption_<modality>`
   (e.g. `caption_image(image_bytes)`) for each one alone, same outputs.
+- exported with `prompted=True`, `caption_prompted(image_bytes,
+  [audio_bytes], prompt)`: captions that continue each row's `prompt` string
+  (as `Captioner.generate(prompt=...)`), scored on the words written after it.
 
 Generation is the model's own decoding loop (`Captioner.generate_function`)
 and detokenisation runs in plain TensorFlow on the `vocabulary.txt` asset, re-attaching
@@ -25,16 +28,20 @@ from kerasmm.export.signatures import (
     signature_function,
 )
 from kerasmm.generation import attach_punctuation
+from kerasmm.models.captioner.captioner_task import PROMPT_TOKENS
+
+PROMPTED_SIGNATURE = "caption_prompted"
 
 
-def caption_scores(model, context, tokens, start_id, end_id):
+def caption_scores(model, context, tokens, start_id, end_id, given=None):
     """Mean log-probability per token of each caption (its words and the end token, when written).
 
     A teacher-forced pass of the model over `[start] + tokens` (`tokens`
     `[B, n]` as `generate_function` returns them: 0 after the end token,
     which is itself set to 0). Positions up to the last non-zero id are the
     caption's tokens; when that leaves room, the next position is where the
-    end token was written and its log-probability counts too.
+    end token was written and its log-probability counts too. Positions
+    where `given` (`[B, n]` bool) holds are a prompt's, not counted.
     """
     length = model.backbone.sequence_length
     n = int(tokens.shape[1])
@@ -47,6 +54,8 @@ def caption_scores(model, context, tokens, start_id, end_id):
     words = tf.reduce_max(tf.where(tokens != 0, positions + 1, 0), axis=1)[:, None]
     targets = tf.where(positions < words, tokens, tf.where(positions == words, end_id, 0))
     counted = positions < words + tf.cast(words < n, tf.int32)
+    if given is not None:
+        counted = counted & ~given
     chosen = tf.gather(log_probs, tf.cast(targets, tf.int32), batch_dims=2)
     weights = tf.cast(counted, tf.float32)
     return tf.reduce_sum(chosen * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
@@ -85,7 +94,7 @@ def _re2_escape(text):
 
 
 def serving_signatures(model, module, staging, sample_rate, sampler=None, max_length=None, num_beams=4, scores=True,
-                       jit_compile=False):
+                       jit_compile=False, prompted=False):
     """`(functions, modalities, extra_metadata)` of a captioner; the vocabulary asset is written under `staging`.
 
     `sampler` (default the model's), `max_length` (default its
@@ -115,11 +124,33 @@ def serving_signatures(model, module, staging, sample_rate, sampler=None, max_le
             return tokens, None
         return tokens, caption_scores(model, context, tokens, start_id, end_id)
 
-    def caption(subset):
+    @tf.function(jit_compile=bool(jit_compile))
+    def generate_and_score_prompted(context, prompt_tokens):
+        tokens = generate({**context, PROMPT_TOKENS: prompt_tokens})
+        if not scores:
+            return tokens, None
+        given = prompt_tokens[:, 1:max_length] != 0  # the positions of `tokens` the prompt fixed
+        return tokens, caption_scores(model, context, tokens, start_id, end_id, given)
+
+    def caption(subset, with_prompt=False):
         def body(request):
-            context = preprocessor(raw_features(preprocessor, subset, request, sample_rate))
-            context = {k: v for k, v in context.items() if k != "tokens"}
-            tokens, log_probs = generate_and_score(context)
+            features = raw_features(preprocessor, subset, request, sample_rate)
+            if with_prompt:
+                prompts = raw.same_batch_size({raw.INPUT_NAMES[subset[0]]: request[raw.INPUT_NAMES[subset[0]]],
+                                               raw.PROMPT_INPUT: raw.checked_text(request[raw.PROMPT_INPUT],
+                                                                                  raw.PROMPT_INPUT)})
+                features["prompt"] = prompts[raw.PROMPT_INPUT]
+            context = preprocessor(features)
+            prompt_tokens = context.pop("tokens")
+            if with_prompt:
+                room = raw.assert_none(
+                    tf.math.count_nonzero(prompt_tokens, axis=1) >= max_length,
+                    f"{raw.PROMPT_INPUT}: element leaves no room to generate within max_length={max_length} "
+                    "(the start token included) (index:)")
+                with tf.control_dependencies([room]):
+                    tokens, log_probs = generate_and_score_prompted(context, tf.identity(prompt_tokens))
+            else:
+                tokens, log_probs = generate_and_score(context)
             outputs = {"captions": detokenize(module.vocabulary_table, tokens, (0, start_id, end_id), suffix)}
             if scores:
                 outputs["scores"] = log_probs
@@ -132,6 +163,10 @@ def serving_signatures(model, module, staging, sample_rate, sampler=None, max_le
     if len(modalities) > 1:
         for m in modalities:
             functions[f"caption_{m}"] = signature_function([raw.INPUT_NAMES[m]], caption([m]), f"caption_{m}")
+    if prompted:
+        functions[PROMPTED_SIGNATURE] = signature_function(
+            [*(raw.INPUT_NAMES[m] for m in modalities), raw.PROMPT_INPUT], caption(modalities, with_prompt=True),
+            PROMPTED_SIGNATURE)
     sampler_name = sampler if isinstance(sampler, str) else type(sampler).__name__
     deterministic = sampler_name.lower().replace("sampler", "") in ("greedy", "beam")
     extra = {

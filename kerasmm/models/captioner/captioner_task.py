@@ -22,6 +22,8 @@ CIDER_CAPACITY = 10000
 CIDER_REFERENCES = 8
 # The preprocessed-features key that carries every reference's ids `[B, R, L]` during `evaluate`.
 REFERENCES = "references"
+# The generate functions' input holding `[START] prompt…` ids `[B, sequence_length]` (0 after), kept as given.
+PROMPT_TOKENS = "prompt_tokens"
 # The references of the test step being traced, per thread (each replica of a strategy traces in its own).
 _STEP = threading.local()
 
@@ -193,7 +195,12 @@ class Captioner(ZooTask):
         start_id, end_id = self._special_ids()
         context, context_mask = self.backbone.encode_context(inputs, training=False)
         batch_size = ops.shape(context)[0]
-        prompt, prompt_mask = generation.initial_prompt(batch_size, max_length, start_id)
+        if PROMPT_TOKENS in inputs:
+            # The sampler keeps the prompt's ids where the mask is set; each enters the cache once, in its step.
+            prompt = ops.cast(inputs[PROMPT_TOKENS][:, :max_length], "int32")
+            prompt_mask = prompt != 0
+        else:
+            prompt, prompt_mask = generation.initial_prompt(batch_size, max_length, start_id)
         self_cache, cross_cache = self.backbone.empty_caches(batch_size, max_length, ops.shape(context)[1])
         # One pass on the start token fills the cross-attention keys/values for the whole loop.
         _, _, cross_cache = self.backbone.decode_with_cache(
@@ -214,7 +221,7 @@ class Captioner(ZooTask):
                 token, context, context_mask, self_cache, index - 1, cross_cache
             )
             hidden = ops.squeeze(hidden, axis=1)
-            logits = ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+            logits = generation.forbid_padding(ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32"))
             if beams > 1:
                 logits = generation.freeze_finished(logits, token[:, 0], end_id)
             return logits, hidden, self_cache
@@ -316,7 +323,7 @@ class Captioner(ZooTask):
         return max_length
 
     def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False, *,
-                 temperature=None, top_k=None, top_p=None, seed=None, jit_compile=None):
+                 prompt=None, temperature=None, top_k=None, top_p=None, seed=None, jit_compile=None):
         """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
 
         Args:
@@ -333,6 +340,9 @@ class Captioner(ZooTask):
             batch_size: rows per generation call for array inputs.
             return_tokens: return an int32 array `[N, max_length - 1]` of ids
                 (0 after the end token) instead of strings.
+            prompt: text each caption continues: one string for every row,
+                or a list of one per row (a dataset carries per-row prompts
+                as its `"prompt"` feature). Captions begin with their prompt.
             temperature: float > 0 dividing the logits (any named sampler;
                 default 1).
             top_k: keep the k likeliest tokens ("top_k"; with "top_p", at
@@ -352,26 +362,41 @@ class Captioner(ZooTask):
         Example:
         ```python
         model.generate(images, top_p=0.9, temperature=0.7, seed=1)
+        model.generate(images, prompt="a large")   # ["a large red circle", ...]
         ```
         """
         sampler = generation.resolve_sampler(sampler, self.sampler, num_beams=num_beams, temperature=temperature,
                                              top_k=top_k, top_p=top_p, seed=seed)
         _, cached_sampler = self._generate_entry(sampler, max_length, num_beams, jit_compile)
         self._reseed(cached_sampler, seed)
+        batches = self._raw_batches(inputs, batch_size, prompt)
+        length = self._check_max_length(max_length)
         outputs = [
-            self._run_generate(self._context_batch(batch), sampler, max_length, num_beams, jit_compile, seed)
-            for batch in self._raw_batches(inputs, batch_size)
+            self._run_generate(self._context_batch(batch, length), sampler, max_length, num_beams, jit_compile,
+                               seed)
+            for batch in batches
         ]
         if not outputs:
             raise ValueError("generate got an empty batch: no images or audio to caption.")
         tokens = np.concatenate([np.asarray(t) for t in outputs], axis=0)
         return tokens if return_tokens else self.detokenize(tokens)
 
-    def _raw_batches(self, inputs, batch_size):
+    def _raw_batches(self, inputs, batch_size, prompt=None):
+        if prompt is not None and not isinstance(prompt, str):
+            if isinstance(inputs, tf.data.Dataset):
+                raise ValueError("With a dataset, give one prompt string for every row, or per-row prompts as "
+                                 "the dataset's \"prompt\" feature.")
+            prompt = list(prompt)
+            for i, text in enumerate(prompt):
+                if not isinstance(text, str):
+                    raise ValueError(f"Prompt {i} is a {type(text).__name__}, not a string.")
         if isinstance(inputs, tf.data.Dataset):
             for batch in inputs:
                 batch = batch[0] if isinstance(batch, tuple) else batch
-                yield batch if isinstance(batch, dict) else {"image": batch}
+                batch = dict(batch) if isinstance(batch, dict) else {"image": batch}
+                if prompt is not None:
+                    batch["prompt"] = tf.fill(tf.shape(next(iter(batch.values())))[:1], prompt)
+                yield batch
             return
         if not isinstance(inputs, dict):
             inputs = {"image": inputs}
@@ -379,14 +404,36 @@ class Captioner(ZooTask):
         total = len(next(iter(inputs.values()))) if inputs else 0
         if total == 0:
             raise ValueError("generate got an empty batch: no images or audio to caption.")
+        if isinstance(prompt, list) and len(prompt) != total:
+            raise ValueError(f"Got {len(prompt)} prompts for {total} inputs; give one prompt string for every row, "
+                             "or a list of one per row.")
+        if prompt is not None:
+            inputs["prompt"] = np.array([prompt] * total if isinstance(prompt, str) else prompt, dtype=object)
         for start in range(0, total, batch_size):
             yield {k: v[start : start + batch_size] for k, v in inputs.items()}
 
-    def _context_batch(self, raw):
+    def _context_batch(self, raw, max_length=None):
         if self.preprocessor is None:
             return raw
         features = self.preprocessor({k: v for k, v in raw.items() if k != "text"})
-        return {k: v for k, v in features.items() if k != "tokens"}
+        context = {k: v for k, v in features.items() if k != "tokens"}
+        if "prompt" in raw:
+            context[PROMPT_TOKENS] = features["tokens"]
+            self._check_prompt_room(raw["prompt"], max_length or self.backbone.sequence_length)
+        return context
+
+    def _check_prompt_room(self, prompts, max_length):
+        """A prompt must leave the decoder a position to write in: the start token and its ids < max_length."""
+        prompts = np.asarray(prompts).reshape(-1)
+        lengths = self.preprocessor.token_ids(prompts, "Prompts").row_lengths().numpy()
+        too_long = np.flatnonzero(lengths + 1 >= max_length)
+        if too_long.size:
+            i = int(too_long[0])
+            text = prompts[i].decode("utf-8") if isinstance(prompts[i], bytes) else str(prompts[i])
+            raise ValueError(
+                f"Prompt {text!r} is {int(lengths[i])} tokens long, leaving no room to generate within "
+                f"max_length={max_length} (the start token included); shorten it or raise max_length."
+            )
 
     def detokenize(self, tokens):
         """Caption strings from token ids (cut at the end token; padding and special tokens dropped).
@@ -409,7 +456,7 @@ class Captioner(ZooTask):
     serving_family = "captioner"
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `serving_default(image_bytes, [audio_bytes])` (and `caption_<modality>` with several
@@ -419,7 +466,7 @@ class Captioner(ZooTask):
 
         return captioner_serving.serving_signatures(
             self, module, staging, sample_rate, sampler=sampler, max_length=max_length, num_beams=num_beams,
-            scores=scores, jit_compile=jit_compile,
+            scores=scores, jit_compile=jit_compile, prompted=prompted,
         )
 
     def get_config(self):

@@ -167,7 +167,7 @@ class MultimodalClassifier(ZooTask):
     serving_family = "classifier"
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `serving_default(image_bytes, text, [audio_bytes])` → `probabilities`, `label`, `label_id`,

@@ -190,7 +190,7 @@ class DualEncoder(ZooTask):
     serving_family = "dual_encoder"
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `encode_<query>`, `encode_text` → `embedding`; `score` (= `serving_default`) →

@@ -132,7 +132,7 @@ class TextToImage(ZooTask):
     serving_family = "text_to_image"
 
     def serving_signatures(self, module, staging, *, sample_rate=16000, sampler=None, max_length=None, num_beams=4,
-                           scores=True, jit_compile=False):
+                           scores=True, jit_compile=False, prompted=False):
         """Raw-input serving signatures for `kerasmm.export` (see `ZooTask.serving_signatures`).
 
         `serving_default(text)` → `images`, `png_bytes` (see
