@@ -396,11 +396,13 @@ class Recipe:
             dataset = self._fitting_dataset()
         texts = fitting.texts_in_files(self.data)
         data_fit = kerasmm.zoo.data_fit
+        prompted = self.task in data_fit.PROMPTED_TASKS
         facts = data_fit.DataFacts(
             class_names=getattr(dataset, "class_names", None),
             texts=texts if texts is not None else fitting.texts_in_dataset(dataset),
             largest_label=fitting.largest_integer_label(self.data) if self.task in LABEL_TASKS else None,
-            image_size=data_fit.image_size_of(dataset))
+            image_size=data_fit.image_size_of(dataset),
+            prompted_texts=fitting.texts_and_labels(dataset, joined=True)[2] if prompted else ())
         kept = (previous or {}).get("model", {}).get("vocabulary")
         same_data = isinstance(kept, list) and previous.get("entry") == self.entry and previous.get("data") == self.data
         model, notes = data_fit.fit_settings(kerasmm.zoo.entry(self.entry), facts, self.model,

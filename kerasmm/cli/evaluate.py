@@ -97,7 +97,8 @@ def check_classes(model, held_out, path):
 
 
 def is_captioner(model):
-    return getattr(model, "serving_family", None) == "captioner"
+    """Whether `model` writes captions (a question answerer's answers are scored by its own vqa_accuracy)."""
+    return getattr(model, "serving_family", None) == "captioner" and not hasattr(model, "answer")
 
 
 def with_every_reference(recipe):

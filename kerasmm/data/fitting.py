@@ -87,19 +87,30 @@ def texts_in_dataset(dataset):
     return texts_and_labels(dataset)[0]
 
 
-def texts_and_labels(dataset):
+def texts_and_labels(dataset, joined=False):
     """`(texts, labels)` of a `(features, targets)` dataset in one pass: the texts as in `texts_in_dataset`,
-    and the integer targets as one int64 array (empty where the targets are not integers)."""
-    texts, labels = [], []
+    and the integer targets as one int64 array (empty where the targets are not integers).
+
+    `joined=True` adds a third item: each row's `features["text"]` and string
+    target joined by a space (a question and its answer, as a prompted model
+    reads them in one sequence); empty where either is missing.
+    """
+    texts, labels, rows = [], [], []
     for features, targets, *_ in dataset.as_numpy_iterator():
+        questions = []
         if isinstance(features, dict) and "text" in features:
-            texts += [t.decode("utf-8") for t in np.ravel(features["text"])]
+            questions = [t.decode("utf-8") for t in np.ravel(features["text"])]
+            texts += questions
         targets = np.asarray(targets)
         if targets.dtype.kind in "SO":
-            texts += [t.decode("utf-8") for t in np.ravel(targets)]
+            answers = [t.decode("utf-8") for t in np.ravel(targets)]
+            texts += answers
+            if questions and len(questions) == len(answers):
+                rows += [f"{q} {a}" for q, a in zip(questions, answers)]
         elif targets.dtype.kind in "iu":
             labels.append(np.ravel(targets).astype(np.int64))
-    return texts, np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    return (texts, labels, rows) if joined else (texts, labels)
 
 
 def count_unknown_tokens(texts, vocabulary):

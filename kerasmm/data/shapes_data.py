@@ -20,7 +20,8 @@ Tasks:
   (defaults: roughly 0.72 text-only, 0.75 image-only, 1.0 fused).
 * `"vqa"`: features `{"image", "text"}` with text a question ("what colour is
   the circle ?", "what shape is the red one ?", "how many shapes are there ?"),
-  target = index into `ANSWERS`.
+  target = index into `ANSWERS`, or with `answers="text"` the answer itself
+  ("red"), as a generative answerer learns it.
 * `"captioning"`: features `{"image"}`, target = the full caption string.
 
 `with_audio=True` adds a waveform: a tone whose pitch encodes the primary
@@ -63,6 +64,7 @@ RELATIONS = ("above", "below", "left of", "right of")
 COUNTS = ("one", "two")
 ANSWERS = COLORS + SHAPES + COUNTS
 TASKS = ("classification", "vqa", "captioning")
+ANSWER_FORMATS = ("index", "text")  # a vqa target: the answer's index in ANSWERS, or its text
 SPLITS = ("train", "validation", "test")
 TONE_FREQUENCIES = (330.0, 440.0, 587.0, 784.0)  # Hz, aligned with SHAPES
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
@@ -271,6 +273,7 @@ def shapes_arrays(
     caption_dropout=0.4,
     second_shape_prob=0.5,
     audio_dropout=0.3,
+    answers="index",
 ):
     """Generate the shapes dataset as numpy arrays `(features, targets)`.
 
@@ -279,8 +282,9 @@ def shapes_arrays(
     and vqa) is an object array of str; `features["audio"]` (with `with_audio`)
     is float32 `[N, int(audio_rate * audio_seconds)]` in [-1, 1]. Targets are
     int32 indices into `label_names(task)`, or caption strings for
-    "captioning". The same arguments always give identical arrays; each split
-    is an independent stream of the same seed.
+    "captioning", and answer strings for "vqa" with `answers="text"`. The same
+    arguments always give identical arrays; each split is an independent
+    stream of the same seed.
 
     Example:
     ```python
@@ -293,6 +297,9 @@ def shapes_arrays(
     validation.int_at_least("image_size", image_size, _MIN_IMAGE_SIZE)
     validation.one_of("task", task, TASKS)
     validation.one_of("split", split, SPLITS)
+    validation.one_of("answers", answers, ANSWER_FORMATS)
+    if answers == "text" and task != "vqa":
+        raise ValueError(f"answers='text' is for task='vqa' (its targets are answers); got task={task!r}.")
     validation.non_negative_int("seed", seed)
     for name, value in (
         ("caption_dropout", caption_dropout),
@@ -313,6 +320,8 @@ def shapes_arrays(
         targets = scenes.kind[:, 0].astype(np.int32)
     elif task == "vqa":
         features["text"], targets = _questions_and_answers(scenes, text_rng)
+        if answers == "text":
+            targets = np.asarray(ANSWERS, dtype=object)[targets]
     else:
         targets = _captions(scenes, np.zeros(num_examples, bool))
     if with_audio:
@@ -339,7 +348,7 @@ def shapes(
     Built from `shapes_arrays(...)` (which takes `generation_kwargs`, e.g.
     `caption_dropout`, `second_shape_prob`, `audio_dropout`, `audio_rate`,
     `audio_seconds`): images uint8, text tf.string, audio float32, targets
-    int32 (tf.string for "captioning"). `shuffle=True` shuffles the whole set
+    int32 (tf.string for "captioning" and for `answers="text"`). `shuffle=True` shuffles the whole set
     with a buffer seeded by `seed` before batching (reshuffled each epoch).
     A label task's dataset names its classes (`dataset.class_names`, as
     kerasmm's other readers do): `label_names(task)`.
@@ -365,7 +374,7 @@ def shapes(
     if shuffle:
         dataset = dataset.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-    if task != "captioning":
+    if task != "captioning" and generation_kwargs.get("answers", "index") == "index":
         dataset.class_names = list(label_names(task))
     return dataset
 

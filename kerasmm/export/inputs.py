@@ -33,6 +33,8 @@ AUDIO_INPUT = "audio_bytes"
 INPUT_NAMES = {"image": IMAGE_INPUT, "text": TEXT_INPUT, "audio": AUDIO_INPUT}
 # Text a captioner's caption continues (the `caption_prompted` signature).
 PROMPT_INPUT = "prompt"
+# The question a generative question answerer answers.
+QUESTION_INPUT = "question"
 
 # Leading bytes of the formats tf.io.decode_image reads (WebP: "RIFF" then "WEBP" at offset 8).
 _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")

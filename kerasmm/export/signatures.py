@@ -176,6 +176,7 @@ def example_requests(modalities, image_size=None, audio_length=None, sample_rate
     if "text" in modalities:
         values[raw.TEXT_INPUT] = [str(t).encode("utf-8") for t in features["text"]]
     values[raw.PROMPT_INPUT] = [b"a"] * count  # read only by the signatures that take a prompt
+    values[raw.QUESTION_INPUT] = [b"what colour is the circle ?"] * count  # and a question
     if "audio" in modalities:
         values[raw.AUDIO_INPUT] = [
             tf.audio.encode_wav(np.asarray(w, "float32")[:, None], sample_rate).numpy() for w in features["audio"]

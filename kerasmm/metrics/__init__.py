@@ -9,6 +9,7 @@ scores["recall@1"]   # 1.0
 ```
 """
 
+from kerasmm.metrics.answer import VQAAccuracy, answer_normalisation  # noqa: F401
 from kerasmm.metrics.caption import (  # noqa: F401
     Bleu,
     CiderD,

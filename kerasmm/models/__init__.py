@@ -11,6 +11,7 @@ isinstance(model, kerasmm.models.Captioner), type(model.backbone).__name__   # (
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone  # noqa: F401
 from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor  # noqa: F401
 from kerasmm.models.captioner.captioner_task import Captioner  # noqa: F401
+from kerasmm.models.captioner.generative_vqa_task import GenerativeVQA  # noqa: F401
 from kerasmm.models.classifier.classifier_backbone import MultimodalBackbone  # noqa: F401
 from kerasmm.models.classifier.classifier_task import MultimodalClassifier  # noqa: F401
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone  # noqa: F401

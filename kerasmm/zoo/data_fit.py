@@ -47,6 +47,9 @@ from kerasmm.models.preset_parts import is_preset_vocabulary, load_vocabulary
 from kerasmm.validation import preview
 
 LABEL_TASKS = ("classification", "vqa")
+# Tasks whose model writes text, so the data's texts (targets included) decide its vocabulary.
+TEXT_WRITING_TASKS = ("captioning", "vqa_generation")
+PROMPTED_TASKS = ("vqa_generation",)  # tasks whose text input is the prompt of the text they write
 UNKNOWN_WARNING = 0.05  # share of [UNK] tokens above which a given vocabulary is warned about
 LENGTH_COVERAGE = 0.95  # share of the texts whose tokens fit in the chosen sequence_length
 MAX_LENGTH = 64
@@ -70,10 +73,13 @@ class DataFacts:
     from the files where it can read them faster (see `kerasmm.recipes.Recipe.fit_to_data`).
     """
 
-    def __init__(self, class_names=None, texts=(), largest_label=None, smallest_label=None, image_size=None):
+    def __init__(self, class_names=None, texts=(), largest_label=None, smallest_label=None, image_size=None,
+                 prompted_texts=()):
         self.class_names = [str(n) for n in class_names or []] or None
         self.image_size = image_size
         self.texts = [t.strip() for t in texts if t.strip()]
+        # Each row's question and answer together: the sequence a prompted model (generative VQA) reads.
+        self.prompted_texts = [t.strip() for t in prompted_texts if t.strip()]
         self.largest_label = largest_label
         self.smallest_label = smallest_label
 
@@ -86,9 +92,9 @@ class DataFacts:
         if not (isinstance(spec, tuple) and len(spec) >= 2 and isinstance(spec[0], dict)):
             raise ValueError("data must give (features dict, targets) batches, as kerasmm.data's readers do; got "
                              f"elements {spec}.")
-        texts, labels = fitting.texts_and_labels(dataset)
+        texts, labels, rows = fitting.texts_and_labels(dataset, joined=True)
         return cls(getattr(dataset, "class_names", None), texts, int(labels.max()) if labels.size else None,
-                   int(labels.min()) if labels.size else None, image_size_of(dataset))
+                   int(labels.min()) if labels.size else None, image_size_of(dataset), rows)
 
 
 def image_size_of(dataset):
@@ -157,7 +163,7 @@ def report(name, notes):
 def _reads_text(entry, config):
     if "vocabulary" not in entry.config:  # a pretrained tower brings its own tokenizer
         return False
-    return entry.task == "captioning" or (config.get("encoders") or {}).get("text") is not None
+    return entry.task in TEXT_WRITING_TASKS or (config.get("encoders") or {}).get("text") is not None
 
 
 def _image_settings(facts, config, overrides):
@@ -233,7 +239,10 @@ def _text_settings(facts, config, overrides, trained_vocabulary=None):
                           "or give one that covers them.", UserWarning, stacklevel=4)
     if "sequence_length" not in overrides and not is_preset_vocabulary(vocabulary):
         vocabulary = load_vocabulary(vocabulary)
-        lengths = [len(row) + 2 for row in text.tokenizer(vocabulary).tokenize(facts.texts)]  # + start and end
+        # A model that writes after a prompt reads the question and the answer in one sequence.
+        sequences = facts.prompted_texts if config.get("task") in PROMPTED_TASKS and facts.prompted_texts \
+            else facts.texts
+        lengths = [len(row) + 2 for row in text.tokenizer(vocabulary).tokenize(sequences)]  # + start and end
         covered = int(np.quantile(lengths, LENGTH_COVERAGE, method="higher"))
         length = min(MAX_LENGTH, max(8, 8 * math.ceil(covered / 8)))
         chosen.append(("sequence_length", length,

@@ -316,6 +316,15 @@ def test_wordpiece_tokenizer_has_no_unknown_words():
         assert len(ids) == len(text.split())  # every word is exactly one token
 
 
+def test_vqa_answers_as_text_are_the_named_labels_of_the_same_questions():
+    features, labels = shapes_arrays(12, task="vqa", seed=3)
+    same, answers = shapes_arrays(12, task="vqa", seed=3, answers="text")
+    assert list(same["text"]) == list(features["text"])
+    assert list(answers) == [ANSWERS[i] for i in labels]
+    dataset = shapes(num_examples=4, batch_size=4, task="vqa", answers="text")
+    assert dataset.element_spec[1].dtype == tf.string and not hasattr(dataset, "class_names")
+
+
 # ------------------------------------------------------------- label names
 
 
@@ -348,6 +357,8 @@ def test_label_names():
         (dict(audio_dropout=-1), "audio_dropout"),
         (dict(audio_rate=1000), "audio_rate"),
         (dict(audio_seconds=0.0), "audio_seconds"),
+        (dict(task="vqa", answers="words"), "answers must be one of"),
+        (dict(task="captioning", answers="text"), "answers='text' is for task='vqa'"),
     ],
 )
 def test_bad_arguments_raise(kwargs, message):

@@ -18,7 +18,8 @@ def one_entry_per_task():
     for name in kerasmm.zoo.list(include_tiny=True, include_aliases=False):
         if name.startswith("tiny_"):
             task = kerasmm.zoo.entry(name).task
-            chosen.setdefault("classification" if task == "vqa" else task, name)
+            # A VQA classifier trains as a classifier does, generative VQA as a captioner does.
+            chosen.setdefault({"vqa": "classification", "vqa_generation": "captioning"}.get(task, task), name)
     return sorted(chosen.values())
 
 

@@ -11,10 +11,13 @@ from kerasmm.models import ZooTask
 CLASSIFIERS = ["audio_visual_classifier", "clip_classifier", "concat_classifier", "vqa_classifier",
                "weighted_sum_classifier"]
 RETRIEVERS = ["audio_text_dual_encoder", "clip", "dual_encoder", "siglip", "siglip_dual_encoder"]
-CAPTIONERS = ["audio_visual_captioner", "captioner", "clip_captioner", "crossmodal_lm"]
+CAPTIONERS = ["audio_visual_captioner", "captioner", "clip_captioner", "crossmodal_lm", "generative_vqa"]
 GENERATORS = ["text_to_image"]
-# The reader task each zoo task trains on.
-DATA_TASK = {"retrieval": "classification", "text_to_image": "captioning"}
+# The shapes data each zoo task trains on, where it is not the task's own.
+DATA = {"retrieval": {"task": "classification"}, "text_to_image": {"task": "captioning"},
+        "vqa_generation": {"task": "vqa", "answers": "text"}}
+# Tasks whose model writes text with the captioner's decoder.
+WRITERS = ("captioning", "vqa_generation")
 # Aliases (same architecture under a second name) are built and trained once, under their first name.
 TINY = [n for n in kerasmm.zoo.list(include_tiny=True, include_aliases=False) if n.startswith("tiny_")]
 FULL = kerasmm.zoo.list(include_aliases=False)
@@ -24,14 +27,14 @@ def shapes_for(model, task, num_examples=4, batch_size=2):
     with_audio = "audio" in model.backbone.modalities
     return kerasmm.data.shapes(
         num_examples=num_examples, batch_size=batch_size, with_audio=with_audio, audio_seconds=0.1,
-        task=DATA_TASK.get(task, task),
+        **DATA.get(task, {"task": task}),
         image_size=model.preprocessor.image_size[0] if model.preprocessor.image_size else 32,
     )
 
 
 def test_list_names_every_entry():
     assert kerasmm.zoo.list() == sorted(CLASSIFIERS + RETRIEVERS + CAPTIONERS + GENERATORS)
-    assert kerasmm.zoo.list("*vqa*") == ["vqa_classifier"]
+    assert kerasmm.zoo.list("*vqa*") == ["generative_vqa", "vqa_classifier"]
     assert set(TINY) == {"tiny_" + n for n in FULL}
     assert kerasmm.zoo.entry("audio_visual_captioner").alias_of == "crossmodal_lm"
     assert "audio_visual_captioner" not in FULL and "tiny_audio_visual_captioner" not in TINY
@@ -48,7 +51,7 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
     if entry.task == "retrieval":
         for embedding in outputs.values():
             np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
-    elif entry.task == "captioning":
+    elif entry.task in WRITERS:
         assert outputs.shape == (4, model.backbone.sequence_length, model.backbone.vocabulary_size)
     elif entry.task == "text_to_image":
         assert outputs.shape == (4, *model.image_size, 3)
@@ -64,7 +67,7 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
     keras.tree.map_structure(
         lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), from_preset.predict(train, verbose=0), outputs
     )
-    if entry.task == "captioning":
+    if entry.task in WRITERS:
         features = next(iter(train))[0]
         np.testing.assert_array_equal(from_preset.generate(features, return_tokens=True),
                                       model.generate(features, return_tokens=True))
@@ -75,7 +78,7 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
     if entry.task == "retrieval":
         assert loaded.contrastive_loss == model.contrastive_loss
         assert float(loaded.logit_scale_variable.numpy()) == float(model.logit_scale_variable.numpy())
-    elif entry.task == "captioning":
+    elif entry.task in WRITERS:
         raw = next(iter(train))[0]
         assert loaded.generate(raw, max_length=6) == model.generate(raw, max_length=6)
     elif entry.task == "classification":

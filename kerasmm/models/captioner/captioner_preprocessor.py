@@ -4,9 +4,13 @@ import keras
 import keras_hub
 import tensorflow as tf
 
+from kerasmm import validation
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 
 CONTEXT_MODALITIES = ("image", "audio")
+# The raw features that hold text rather than context: a caption and a prompt.
+TEXT_FEATURES = ("text", "prompt")
+PROMPT_FEATURES = TEXT_FEATURES
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -26,7 +30,9 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
     with captions, each row becomes `[START] prompt… caption… [END]` and the
     prompt's positions weigh 0 (the loss is the continuation's, as in a
     prefix language model); without, `"tokens"` holds `[START] prompt…`,
-    which `Captioner.generate` keeps and continues.
+    which `Captioner.generate` keeps and continues. With
+    `prompt_feature="text"` the prompt is `features["text"]` (a question, in
+    the layout of the VQA readers) and the captions (answers) are the targets.
 
     Args:
         modalities: context modalities, a subset of ("image", "audio").
@@ -35,6 +41,7 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         sequence_length: int, decoder positions (the longest caption + 1).
         image_size, audio_length: as in `MultimodalPreprocessor`.
         start_token, end_token: str, the tokens that open and close a caption.
+        prompt_feature: "prompt" or "text", the feature holding the prompt.
 
     Example:
     ```python
@@ -57,9 +64,11 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         audio_length=None,
         start_token="[START]",
         end_token="[END]",
+        prompt_feature="prompt",
         **kwargs,
     ):
         modalities = list(modalities)
+        validation.one_of("prompt_feature", prompt_feature, PROMPT_FEATURES)
         if not modalities or any(m not in CONTEXT_MODALITIES for m in modalities):
             raise ValueError(
                 f"A captioner's context modalities must be a non-empty subset of {list(CONTEXT_MODALITIES)}, "
@@ -77,6 +86,7 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         )
         self.start_token = start_token
         self.end_token = end_token
+        self.prompt_feature = prompt_feature
         if getattr(tokenizer, "vocabulary", None) is not None:
             self.start_id, self.end_id  # a vocabulary without them fails now, not at the first batch
 
@@ -102,11 +112,11 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
                 f"The captioner expects a dict of raw features with keys among {self.modalities}, "
                 f"got {type(x).__name__}."
             )
-        captions = x.get("text")
+        prompts = x.get(self.prompt_feature)
+        captions = None if self.prompt_feature == "text" else x.get("text")
         if captions is None and y is not None:
             captions = y
-        prompts = x.get("prompt")
-        context = {k: v for k, v in x.items() if k not in ("text", "prompt")}
+        context = {k: v for k, v in x.items() if k not in TEXT_FEATURES}
         features = super().call(context)
         if captions is None:
             if prompts is not None:
@@ -157,7 +167,8 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         config = super().get_config()
         for key in ("presence_masks", "text_from_targets"):
             config.pop(key, None)
-        config.update({"start_token": self.start_token, "end_token": self.end_token})
+        config.update({"start_token": self.start_token, "end_token": self.end_token,
+                       "prompt_feature": self.prompt_feature})
         return config
 
 

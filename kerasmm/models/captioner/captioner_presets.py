@@ -3,6 +3,7 @@
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
 from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
 from kerasmm.models.captioner.captioner_task import Captioner
+from kerasmm.models.captioner.generative_vqa_task import GenerativeVQA
 from kerasmm.models.preset_parts import (
     build_encoders,
     compiled,
@@ -49,8 +50,11 @@ def build(**settings):
     tokenizer = tokenizer_for(settings["vocabulary"])
     backbone = CaptionerBackbone(encoders=encoders, vocabulary_size=tokenizer.vocabulary_size(),
                                  **input_sizes(settings, encoders), **component(settings, BACKBONE))
-    preprocessor = preprocessor_for(backbone, tokenizer, CaptionerPreprocessor)
-    model = Captioner(backbone, preprocessor=preprocessor, compile=False, **component(settings, TASK))
+    answering = settings["task"] == "vqa_generation"
+    preprocessor = preprocessor_for(backbone, tokenizer, CaptionerPreprocessor,
+                                    **({"prompt_feature": "text"} if answering else {}))
+    task = GenerativeVQA if answering else Captioner
+    model = task(backbone, preprocessor=preprocessor, compile=False, **component(settings, TASK))
     return compiled(model, settings["learning_rate"])
 
 
@@ -91,6 +95,20 @@ PRESETS = [
             "audio_length": 1600,
         },
     },    {
+        "names": ["generative_vqa"],
+        "description": "Answers free-form questions: the question is the prompt of the captioner's decoder, "
+        "the answer is generated after it (prefix LM); scored with VQA accuracy, exported as bytes + question.",
+        "full": {"task": "vqa_generation", "encoders": {"image": {"name": "cnn", "output_dim": 128,
+                                                                 "filters": [32, 64]}}},
+        "tiny": {
+            "task": "vqa_generation",
+            "encoders": {"image": {"name": "cnn", "output_dim": 16, "filters": [8, 16]}},
+            "hidden_dim": 16,
+            "num_layers": 1,
+            "num_heads": 2,
+        },
+    },
+    {
         "names": ["clip_captioner"],
         "description": "A pretrained CLIP vision tower's patch tokens (keras-hub clip_vit_base_patch16, frozen; "
         "unfreeze_last=N trains its top blocks) → 2-layer causal transformer decoder with cross-attention; "

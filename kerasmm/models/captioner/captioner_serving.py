@@ -8,6 +8,9 @@
 - exported with `prompted=True`, `caption_prompted(image_bytes,
   [audio_bytes], prompt)`: captions that continue each row's `prompt` string
   (as `Captioner.generate(prompt=...)`), scored on the words written after it.
+- a question answerer (`GenerativeVQA`): only `serving_default(image_bytes,
+  [audio_bytes], question)` → `answers` `[B]` (the words written after the
+  question, as `GenerativeVQA.answer`), `scores` `[B]` (on those words).
 
 Generation is the model's own decoding loop (`Captioner.generate_function`)
 and detokenisation runs in plain TensorFlow on the `vocabulary.txt` asset, re-attaching
@@ -28,7 +31,7 @@ from kerasmm.export.signatures import (
     signature_function,
 )
 from kerasmm.generation import attach_punctuation
-from kerasmm.models.captioner.captioner_task import PROMPT_TOKENS
+from kerasmm.models.captioner.captioner_task import PROMPT_TOKENS, without_prompt
 
 PROMPTED_SIGNATURE = "caption_prompted"
 
@@ -94,12 +97,14 @@ def _re2_escape(text):
 
 
 def serving_signatures(model, module, staging, sample_rate, sampler=None, max_length=None, num_beams=4, scores=True,
-                       jit_compile=False, prompted=False):
+                       jit_compile=False, prompted=False, answers=False):
     """`(functions, modalities, extra_metadata)` of a captioner; the vocabulary asset is written under `staging`.
 
     `sampler` (default the model's), `max_length` (default its
     `sequence_length`) and `num_beams` are fixed in the graph; `scores` adds
     the `scores` output; `jit_compile` XLA-compiles the decoding loop.
+    `answers` (a question answerer) makes `serving_default` take a `question`
+    beside the bytes and return the `answers` written after it.
     """
     preprocessor = model.preprocessor
     modalities = list(preprocessor.modalities)
@@ -132,41 +137,45 @@ def serving_signatures(model, module, staging, sample_rate, sampler=None, max_le
         given = prompt_tokens[:, 1:max_length] != 0  # the positions of `tokens` the prompt fixed
         return tokens, caption_scores(model, context, tokens, start_id, end_id, given)
 
-    def caption(subset, with_prompt=False):
+    def caption(subset, prompt_input=None, output="captions", continuation_only=False):
         def body(request):
             features = raw_features(preprocessor, subset, request, sample_rate)
-            if with_prompt:
+            if prompt_input:
                 prompts = raw.same_batch_size({raw.INPUT_NAMES[subset[0]]: request[raw.INPUT_NAMES[subset[0]]],
-                                               raw.PROMPT_INPUT: raw.checked_text(request[raw.PROMPT_INPUT],
-                                                                                  raw.PROMPT_INPUT)})
-                features["prompt"] = prompts[raw.PROMPT_INPUT]
+                                               prompt_input: raw.checked_text(request[prompt_input], prompt_input)})
+                features[preprocessor.prompt_feature] = prompts[prompt_input]
             context = preprocessor(features)
             prompt_tokens = context.pop("tokens")
-            if with_prompt:
+            if prompt_input:
                 room = raw.assert_none(
                     tf.math.count_nonzero(prompt_tokens, axis=1) >= max_length,
-                    f"{raw.PROMPT_INPUT}: element leaves no room to generate within max_length={max_length} "
+                    f"{prompt_input}: element leaves no room to generate within max_length={max_length} "
                     "(the start token included) (index:)")
                 with tf.control_dependencies([room]):
                     tokens, log_probs = generate_and_score_prompted(context, tf.identity(prompt_tokens))
+                if continuation_only:
+                    tokens = without_prompt(tokens, prompt_tokens)
             else:
                 tokens, log_probs = generate_and_score(context)
-            outputs = {"captions": detokenize(module.vocabulary_table, tokens, (0, start_id, end_id), suffix)}
+            outputs = {output: detokenize(module.vocabulary_table, tokens, (0, start_id, end_id), suffix)}
             if scores:
                 outputs["scores"] = log_probs
             return outputs
 
         return body
 
-    functions = {DEFAULT_SIGNATURE: signature_function(
-        [raw.INPUT_NAMES[m] for m in modalities], caption(modalities), "caption")}
-    if len(modalities) > 1:
-        for m in modalities:
-            functions[f"caption_{m}"] = signature_function([raw.INPUT_NAMES[m]], caption([m]), f"caption_{m}")
-    if prompted:
-        functions[PROMPTED_SIGNATURE] = signature_function(
-            [*(raw.INPUT_NAMES[m] for m in modalities), raw.PROMPT_INPUT], caption(modalities, with_prompt=True),
-            PROMPTED_SIGNATURE)
+    inputs = [raw.INPUT_NAMES[m] for m in modalities]
+    if answers:
+        functions = {DEFAULT_SIGNATURE: signature_function(
+            [*inputs, raw.QUESTION_INPUT], caption(modalities, raw.QUESTION_INPUT, "answers", True), "answer")}
+    else:
+        functions = {DEFAULT_SIGNATURE: signature_function(inputs, caption(modalities), "caption")}
+        if len(modalities) > 1:
+            for m in modalities:
+                functions[f"caption_{m}"] = signature_function([raw.INPUT_NAMES[m]], caption([m]), f"caption_{m}")
+        if prompted:
+            functions[PROMPTED_SIGNATURE] = signature_function(
+                [*inputs, raw.PROMPT_INPUT], caption(modalities, raw.PROMPT_INPUT), PROMPTED_SIGNATURE)
     sampler_name = sampler if isinstance(sampler, str) else type(sampler).__name__
     deterministic = sampler_name.lower().replace("sampler", "") in ("greedy", "beam")
     extra = {

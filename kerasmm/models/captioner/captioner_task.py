@@ -11,7 +11,7 @@ from keras import ops
 
 from kerasmm import generation, validation
 from kerasmm.models.captioner.captioner_backbone import CaptionerBackbone
-from kerasmm.models.captioner.captioner_preprocessor import CaptionerPreprocessor
+from kerasmm.models.captioner.captioner_preprocessor import TEXT_FEATURES, CaptionerPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses.sequence import SmoothedSparseCrossentropy
 from kerasmm.metrics.caption import Bleu, CiderD, RougeL
@@ -24,8 +24,20 @@ CIDER_REFERENCES = 8
 REFERENCES = "references"
 # The generate functions' input holding `[START] prompt…` ids `[B, sequence_length]` (0 after), kept as given.
 PROMPT_TOKENS = "prompt_tokens"
-# The references of the test step being traced, per thread (each replica of a strategy traces in its own).
+# The references (and prompts) of the test step being traced, per thread (each replica of a strategy
+# traces in its own).
 _STEP = threading.local()
+
+
+def without_prompt(tokens, prompt_tokens):
+    """Generated ids `[B, n]` with the positions each row's prompt fixed set to 0: what was written after it.
+
+    `prompt_tokens` `[B, >= n + 1]` are `[START] prompt…` ids, 0 after, as
+    the generate functions take them under `PROMPT_TOKENS`.
+    """
+    tokens = tf.convert_to_tensor(tokens)
+    given = tf.convert_to_tensor(prompt_tokens)[:, 1 : int(tokens.shape[1]) + 1] != 0
+    return tf.where(given, tf.zeros_like(tokens), tokens)
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -156,11 +168,16 @@ class Captioner(ZooTask):
         if self.preprocessor is None or y is None or not self.evaluating:
             return super().preprocess_samples(x, y, sample_weight)
         y = tf.convert_to_tensor(y)
+        prompts = x.get(self._prompt_feature) if isinstance(x, dict) else None
+        if y.dtype == tf.string and y.shape.rank == 1 and prompts is not None:
+            y = y[:, None]  # the references must leave the prompt out, as the generated words will
         if y.dtype != tf.string or y.shape.rank != 2:
             return super().preprocess_samples(x, y, sample_weight)
         x, next_tokens, weights = self.preprocessor(x, y[:, 0], sample_weight)
         ids = self.preprocessor.caption_ids(tf.reshape(y, [-1]))
         x = {**x, REFERENCES: tf.reshape(ids, tf.concat([tf.shape(y), tf.shape(ids)[-1:]], axis=0))}
+        if prompts is not None:
+            x[PROMPT_TOKENS] = self.preprocessor.prompt_ids(prompts)
         return x, next_tokens, weights
 
     def test_step(self, data):
@@ -169,14 +186,19 @@ class Captioner(ZooTask):
             return super().test_step(data)
         x = dict(x)
         _STEP.references = x.pop(REFERENCES)
+        _STEP.prompt_tokens = x.pop(PROMPT_TOKENS, None)
         try:
             return super().test_step(keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
         finally:
-            _STEP.references = None
+            _STEP.references = _STEP.prompt_tokens = None
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if self.evaluating and self.caption_metrics:
-            tokens = self._generate_tokens(x, generation.get_sampler("greedy"), self.backbone.sequence_length)
+            prompt_tokens = getattr(_STEP, "prompt_tokens", None)
+            inputs = x if prompt_tokens is None else {**x, PROMPT_TOKENS: prompt_tokens}
+            tokens = self._generate_tokens(inputs, generation.get_sampler("greedy"), self.backbone.sequence_length)
+            if prompt_tokens is not None:  # scored on what follows the prompt
+                tokens = without_prompt(tokens, prompt_tokens)
             references = getattr(_STEP, "references", None)
             for metric in self.caption_metrics:
                 metric.update_state(y if references is None else references, tokens)
@@ -323,7 +345,8 @@ class Captioner(ZooTask):
         return max_length
 
     def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False, *,
-                 prompt=None, temperature=None, top_k=None, top_p=None, seed=None, jit_compile=None):
+                 prompt=None, include_prompt=True, temperature=None, top_k=None, top_p=None, seed=None,
+                 jit_compile=None):
         """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
 
         Args:
@@ -343,6 +366,8 @@ class Captioner(ZooTask):
             prompt: text each caption continues: one string for every row,
                 or a list of one per row (a dataset carries per-row prompts
                 as its `"prompt"` feature). Captions begin with their prompt.
+            include_prompt: False returns only what was written after each
+                row's prompt (e.g. the answer to a question).
             temperature: float > 0 dividing the logits (any named sampler;
                 default 1).
             top_k: keep the k likeliest tokens ("top_k"; with "top_p", at
@@ -369,13 +394,16 @@ class Captioner(ZooTask):
                                              top_k=top_k, top_p=top_p, seed=seed)
         _, cached_sampler = self._generate_entry(sampler, max_length, num_beams, jit_compile)
         self._reseed(cached_sampler, seed)
+        include_prompt = validation.boolean("include_prompt", include_prompt)
         batches = self._raw_batches(inputs, batch_size, prompt)
         length = self._check_max_length(max_length)
-        outputs = [
-            self._run_generate(self._context_batch(batch, length), sampler, max_length, num_beams, jit_compile,
-                               seed)
-            for batch in batches
-        ]
+        outputs = []
+        for batch in batches:
+            context = self._context_batch(batch, length)
+            tokens = self._run_generate(context, sampler, max_length, num_beams, jit_compile, seed)
+            if not include_prompt and PROMPT_TOKENS in context:
+                tokens = without_prompt(tokens, context[PROMPT_TOKENS])
+            outputs.append(tokens)
         if not outputs:
             raise ValueError("generate got an empty batch: no images or audio to caption.")
         tokens = np.concatenate([np.asarray(t) for t in outputs], axis=0)
@@ -395,7 +423,7 @@ class Captioner(ZooTask):
                 batch = batch[0] if isinstance(batch, tuple) else batch
                 batch = dict(batch) if isinstance(batch, dict) else {"image": batch}
                 if prompt is not None:
-                    batch["prompt"] = tf.fill(tf.shape(next(iter(batch.values())))[:1], prompt)
+                    batch[self._prompt_feature] = tf.fill(tf.shape(next(iter(batch.values())))[:1], prompt)
                 yield batch
             return
         if not isinstance(inputs, dict):
@@ -408,18 +436,25 @@ class Captioner(ZooTask):
             raise ValueError(f"Got {len(prompt)} prompts for {total} inputs; give one prompt string for every row, "
                              "or a list of one per row.")
         if prompt is not None:
-            inputs["prompt"] = np.array([prompt] * total if isinstance(prompt, str) else prompt, dtype=object)
+            inputs[self._prompt_feature] = np.array([prompt] * total if isinstance(prompt, str) else prompt,
+                                                    dtype=object)
         for start in range(0, total, batch_size):
             yield {k: v[start : start + batch_size] for k, v in inputs.items()}
+
+    @property
+    def _prompt_feature(self):
+        """The raw feature that holds a prompt: "prompt", or "text" for a question answerer."""
+        return getattr(self.preprocessor, "prompt_feature", "prompt")
 
     def _context_batch(self, raw, max_length=None):
         if self.preprocessor is None:
             return raw
-        features = self.preprocessor({k: v for k, v in raw.items() if k != "text"})
+        prompt_feature = self._prompt_feature
+        features = self.preprocessor({k: v for k, v in raw.items() if k not in TEXT_FEATURES or k == prompt_feature})
         context = {k: v for k, v in features.items() if k != "tokens"}
-        if "prompt" in raw:
+        if prompt_feature in raw:
             context[PROMPT_TOKENS] = features["tokens"]
-            self._check_prompt_room(raw["prompt"], max_length or self.backbone.sequence_length)
+            self._check_prompt_room(raw[prompt_feature], max_length or self.backbone.sequence_length)
         return context
 
     def _check_prompt_room(self, prompts, max_length):
