@@ -80,7 +80,8 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
         assert float(loaded.logit_scale_variable.numpy()) == float(model.logit_scale_variable.numpy())
     elif entry.task in WRITERS:
         raw = next(iter(train))[0]
-        assert loaded.generate(raw, max_length=6) == model.generate(raw, max_length=6)
+        length = 6 if entry.task == "captioning" else None  # a question fills the first positions
+        assert loaded.generate(raw, max_length=length) == model.generate(raw, max_length=length)
     elif entry.task == "classification":
         assert loaded.class_names == model.class_names
 

@@ -20,6 +20,12 @@ class GenerativeVQA(Captioner):
     `kerasmm.metrics.VQAAccuracy`) beside the loss. Exported, it answers
     `(image_bytes, question)` with answer strings.
 
+    Args:
+        backbone, preprocessor, and the other arguments: as `Captioner`.
+        normalisation: `{"ignore_ids", "equivalent_ids"}` for the VQA
+            accuracy; default `kerasmm.metrics.answer_normalisation` of the
+            preprocessor's vocabulary.
+
     Example:
     ```python
     import kerasmm
@@ -31,12 +37,26 @@ class GenerativeVQA(Captioner):
     ```
     """
 
+    def __init__(self, backbone, preprocessor=None, normalisation=None, **kwargs):
+        # Kept in the config (like the start and end ids): a loaded model builds its metric before its
+        # tokenizer's vocabulary asset is read.
+        if normalisation is None and preprocessor is not None:
+            normalisation = answer_normalisation(preprocessor.tokenizer.get_vocabulary())
+        self.normalisation = normalisation
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+
     def _default_caption_metrics(self):
-        if self.end_id is None or self.preprocessor is None:
+        if self.end_id is None:
             return []
-        normalisation = answer_normalisation(self.preprocessor.tokenizer.get_vocabulary())
-        ignore = sorted({0, self.start_id, *normalisation["ignore_ids"]})
-        return [VQAAccuracy(end_id=self.end_id, ignore_ids=ignore, equivalent_ids=normalisation["equivalent_ids"])]
+        normalisation = self.normalisation or {}
+        ignore = sorted({0, self.start_id, *normalisation.get("ignore_ids", ())})
+        return [VQAAccuracy(end_id=self.end_id, ignore_ids=ignore,
+                            equivalent_ids=normalisation.get("equivalent_ids", ()))]
+
+    def get_config(self):
+        config = super().get_config()
+        config["normalisation"] = self.normalisation
+        return config
 
     def answer(self, inputs, questions=None, **generate_options):
         """Answer strings, one per row: what the model writes after each question.
