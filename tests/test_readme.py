@@ -5,8 +5,8 @@ in a scratch folder where the paths they name exist (`annotations/` and
 `train2017/` in COCO layout, `photos/` in class folders, `train.jsonl`,
 `my_coco/`, `ckpt/clip-vit-base-patch32`: small files written from the shapes
 data, or the test fixtures). Sizes are the only change: `kerasmm.zoo.get`
-builds an entry's `tiny_` twin and `kerasmm.data.shapes` yields at most
-`EXAMPLES` examples.
+builds an entry's `tiny_` twin (generating without XLA) and
+`kerasmm.data.shapes` yields at most `EXAMPLES` examples.
 
 A block that cannot run here says why on the line after its closing fence:
 `<!-- no-run: REASON -->` (a download, or a multi-machine set-up). `EXEMPT`
@@ -96,8 +96,13 @@ def scratch(tmp_path, monkeypatch):
     get, entries, shapes = kerasmm.zoo.get, kerasmm.zoo.list(include_tiny=True), kerasmm.data.shapes
 
     def tiny_get(entry, **overrides):
+        name = f"tiny_{entry}" if f"tiny_{entry}" in entries else entry
+        if "generate_jit_compile" in kerasmm.zoo.entry(name).config:
+            # XLA's compile of each decoding loop (2-3 s) is most of a tiny captioner's generate: the examples
+            # run without it (tests/models/test_generate_options.py holds the XLA loop to the same captions).
+            overrides = {"generate_jit_compile": False, **overrides}
         try:
-            model = get(f"tiny_{entry}" if f"tiny_{entry}" in entries else entry, **overrides)
+            model = get(name, **overrides)
         except ValueError:  # an override sized for the full entry (an encoder's output_dim): build that
             model = get(entry, **overrides)
         fit = model.fit

@@ -4,7 +4,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from kerasmm.backend_compat import MultiWorkerFitFix
+from kerasmm.backend_compat import MultiWorkerFitFix, flatten_layers
 from kerasmm.data.model_ready import is_model_ready
 
 class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
@@ -34,6 +34,7 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
     # straight to `keras.Model`'s methods; everything else is unchanged.
 
     def fit(self, x=None, *args, **kwargs):
+        self._build_optimizer()
         if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
             # Keras warns that its default shuffle=True does not apply to datasets (they shuffle themselves).
             kwargs.setdefault("shuffle", False)
@@ -51,6 +52,23 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
                 self.preprocess_samples, num_parallel_calls=tf.data.AUTOTUNE
             ).prefetch(tf.data.AUTOTUNE)
         return keras.Model.fit(self, x, *args, **kwargs)
+
+    def _build_optimizer(self):
+        """Create the optimizer's variables now, as Keras does itself only under a distribution strategy.
+
+        Otherwise Keras' TensorFlow trainer leaves them to the first traced
+        train step, and a `tf.function` that creates variables is traced a
+        second time: about a third of a small model's first `fit` here
+        (`benchmarks/first_fit.py`).
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or optimizer.built or not self.built:
+            return
+        preprocessing = {id(layer) for layer in flatten_layers(self.preprocessor)} if self.preprocessor else set()
+        if not all(layer.built for layer in flatten_layers(self) if id(layer) not in preprocessing):
+            return  # a layer that builds on its first call: Keras creates the variables in order
+        with self.distribute_strategy.scope():
+            optimizer.build(self.trainable_variables)
 
     @property
     def evaluating(self):

@@ -122,3 +122,14 @@ def test_model_takes_any_subset_of_its_modalities():
         probs = model.predict({k: x[k] for k in subset}, verbose=0)
         assert probs.shape == (2, model.num_classes)
         assert np.all(np.isfinite(probs))
+
+
+def test_the_first_fit_traces_the_train_step_once():
+    # Keras creates the optimizer's variables in the first traced step unless a strategy is set, and a
+    # tf.function that creates variables is traced twice; ZooTask.fit builds the optimizer first.
+    model = kerasmm.zoo.get("tiny_text_to_image")
+    traced = []
+    train_step = model.train_step
+    model.train_step = lambda data: traced.append(1) or train_step(data)
+    model.fit(kerasmm.data.shapes(num_examples=4, batch_size=2, task="captioning"), epochs=1, verbose=0)
+    assert len(traced) == 1 and model.optimizer.built
