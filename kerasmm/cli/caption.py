@@ -1,7 +1,8 @@
 """`kerasmm caption`: caption image files with an exported captioner SavedModel; prints path<TAB>caption.
 
 Usage:
-    kerasmm caption IMAGE [IMAGE ...] --model DIR [--scores] [--batch-size N] [--on-error raise|skip]
+    kerasmm caption IMAGE [IMAGE ...] --model DIR [--prompt TEXT | --question TEXT] [--scores]
+        [--batch-size N] [--on-error raise|skip]
 
 DIR is what `kerasmm export` wrote for a captioner: TF Serving's layout,
 `DIR/<version>/` (the highest numeric version is used), or one version
@@ -9,7 +10,10 @@ folder itself. Its `serving_default(image_bytes)` signature (or, for a
 model that also takes audio, `caption_image`) captions the raw file bytes
 (JPEG, PNG, GIF, BMP) in the graph; neither kerasmm's models nor Keras are
 needed to run it. `--scores` adds each caption's mean token log-probability
-as a third column.
+as a third column. `--prompt TEXT` writes captions that continue TEXT (a
+captioner exported with `kerasmm export --prompted`, its `caption_prompted`
+signature); `--question TEXT` prints the answer of an exported
+`generative_vqa` model to TEXT about each image.
 
 Every file is checked before the model loads (`kerasmm.data.image_header.check_image`:
 missing, damaged or truncated files, images over the pixel limit). With
@@ -33,6 +37,10 @@ import sys
 NAME = "caption"
 SIGNATURES = ("serving_default", "caption_image")
 IMAGE_INPUT = "image_bytes"
+# The text inputs of the prompted captioner's and the question answerer's signatures: kerasmm.export.inputs'
+# names, repeated so that `kerasmm caption --help` imports no TensorFlow.
+PROMPT_INPUT, QUESTION_INPUT = "prompt", "question"
+PROMPTED_SIGNATURE = "caption_prompted"
 MISSING = "no such file"
 SKIP_HINT = "--on-error skip captions the other files"
 
@@ -45,6 +53,10 @@ def add_parser(subparsers):
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to caption")
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="an exported captioner: DIR/<version>/saved_model.pb (or the version folder)")
+    parser.add_argument("--prompt", metavar="TEXT",
+                        help="captions continue TEXT (a captioner exported with kerasmm export --prompted)")
+    parser.add_argument("--question", metavar="TEXT",
+                        help="print the answer to TEXT about each image (an exported generative_vqa model)")
     parser.add_argument("--scores", action="store_true", help="print each caption's score as a third column")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per call (default 16)")
     parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
@@ -67,17 +79,26 @@ def version_dir(path):
     return os.path.join(path, str(max(versions)))
 
 
-def caption_function(loaded, path):
-    """The signature that captions images alone, out of `SIGNATURES`."""
-    for name in SIGNATURES:
+def caption_function(loaded, path, text_input=None):
+    """`(function, output)`: the signature that takes images (and `text_input`), and its text output's name."""
+    wanted = {IMAGE_INPUT} | ({text_input} if text_input else set())
+    names = {PROMPT_INPUT: (PROMPTED_SIGNATURE,), QUESTION_INPUT: ("serving_default",)}.get(text_input, SIGNATURES)
+    for name in names:
         function = loaded.signatures.get(name)
-        if function is not None and set(function.structured_input_signature[1]) == {IMAGE_INPUT}:
-            if "captions" not in function.structured_outputs:
-                raise ValueError(f"The model at {path} is not a captioner (its {name} returns "
-                                 f"{', '.join(sorted(function.structured_outputs))}).")
-            return function
+        if function is not None and set(function.structured_input_signature[1]) == wanted:
+            output = "answers" if text_input == QUESTION_INPUT else "captions"
+            if output not in function.structured_outputs:
+                raise ValueError(f"The model at {path} is not a {'question answerer' if text_input else 'captioner'} "
+                                 f"(its {name} returns {', '.join(sorted(function.structured_outputs))}).")
+            return function, output
     found = ", ".join(f"{n}({', '.join(sorted(f.structured_input_signature[1]))})"
                       for n, f in loaded.signatures.items()) or "none"
+    if text_input == PROMPT_INPUT:
+        raise ValueError(f"The model at {path} takes no prompt (export it with kerasmm export --prompted); its "
+                         f"signatures: {found}.")
+    if text_input == QUESTION_INPUT:
+        raise ValueError(f"The model at {path} answers no questions (--question is for an exported generative_vqa "
+                         f"model); its signatures: {found}.")
     raise ValueError(f"The model at {path} has no signature that captions images alone "
                      f"({' or '.join(SIGNATURES)} taking {IMAGE_INPUT}); its signatures: {found}.")
 
@@ -124,24 +145,30 @@ def usable_files(paths, on_error):
     return usable
 
 
-def caption_batch(function, paths, contents):
-    """`(caption, score)` per file, or the reason the model could not caption it (a str)."""
+def caption_batch(function, paths, contents, text=None, output="captions"):
+    """`(caption, score)` per file, or the reason the model could not caption it (a str).
+
+    `text`: `{input name: string}` given beside every image (a prompt or a question).
+    """
     import tensorflow as tf
 
     from kerasmm.cli.errors import tf_error_line
 
+    inputs = {IMAGE_INPUT: tf.constant(contents)}
+    for name, value in (text or {}).items():
+        inputs[name] = tf.constant([value] * len(contents))
     try:
-        outputs = function(**{IMAGE_INPUT: tf.constant(contents)})
+        outputs = function(**inputs)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         if len(paths) == 1:
             return [f"the model could not decode it ({tf_error_line(error)})"]
-        return [caption_batch(function, [p], [c])[0] for p, c in zip(paths, contents)]  # find the broken ones
-    captions = [c.decode("utf-8") for c in outputs["captions"].numpy()]
+        return [caption_batch(function, [p], [c], text, output)[0] for p, c in zip(paths, contents)]
+    captions = [c.decode("utf-8") for c in outputs[output].numpy()]
     scores = outputs["scores"].numpy().tolist() if "scores" in outputs else [float("nan")] * len(captions)
     return list(zip(captions, scores))
 
 
-def caption_files(function, paths, args):
+def caption_files(function, paths, args, text=None, output="captions"):
     """Print `path<TAB>caption[<TAB>score]` for each file, batch by batch; returns how many were captioned."""
     captioned = 0
     for start in range(0, len(paths), args.batch_size):
@@ -150,7 +177,7 @@ def caption_files(function, paths, args):
         for path in batch:
             with open(path, "rb") as f:
                 contents.append(f.read())
-        for path, result in zip(batch, caption_batch(function, batch, contents)):
+        for path, result in zip(batch, caption_batch(function, batch, contents, text, output)):
             if isinstance(result, str) and args.on_error == "raise":
                 raise ValueError(f"Cannot caption {path}: {result} ({SKIP_HINT}).")
             if isinstance(result, str):
@@ -162,6 +189,20 @@ def caption_files(function, paths, args):
     return captioned
 
 
+def text_input(args):
+    """`{input name: text}` of `--prompt` or `--question` (empty without), checked before anything loads."""
+    given = {name: value for name, value in ((PROMPT_INPUT, args.prompt), (QUESTION_INPUT, args.question))
+             if value is not None}
+    if len(given) > 1:
+        raise ValueError("Give --prompt (text a caption continues) or --question (for a generative_vqa model), "
+                         "not both.")
+    for name, value in given.items():
+        if not value.strip():
+            what = "continues" if name == PROMPT_INPUT else "answers"
+            raise ValueError(f"--{name} is empty: give the text the model {what}.")
+    return given
+
+
 def skipped(path, reason):
     """List a file left out under `--on-error skip` on stderr."""
     print(f"kerasmm {NAME}: skipped {path}: {reason}", file=sys.stderr, flush=True)
@@ -171,8 +212,10 @@ def run(args):
     """Run `kerasmm caption` on parsed arguments; returns the exit status (0)."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    text = text_input(args)
     paths = usable_files(args.images, args.on_error)
     path = version_dir(args.model)
-    if not caption_files(caption_function(load(path), path), paths, args):
+    function, output = caption_function(load(path), path, next(iter(text), None))
+    if not caption_files(function, paths, args, text, output):
         raise ValueError(f"None of the {len(args.images)} file(s) could be captioned (each is listed above).")
     return 0

@@ -25,7 +25,7 @@ class FakeCaptioner(tf.Module):
     `png_only=True` refuses other formats in the graph, as a real export's decoding does a file it cannot read.
     """
 
-    def __init__(self, version, inputs=("image_bytes",), png_only=False):
+    def __init__(self, version, inputs=("image_bytes",), png_only=False, output="captions"):
         super().__init__()
         self.version = version
         signature = {name: tf.TensorSpec([None], tf.string, name=name) for name in inputs}
@@ -38,7 +38,8 @@ class FakeCaptioner(tf.Module):
                 with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(png), ["not a PNG"])]):
                     data = tf.identity(data)
             size = tf.strings.as_string(tf.strings.length(data))
-            return {"captions": tf.strings.join([f"v{version} bytes ", size]),
+            text = [request[name] for name in ("prompt", "question") if name in request]  # echoed
+            return {output: tf.strings.join([*text, f"v{version} bytes", size], separator=" "),
                     "scores": tf.cast(tf.strings.length(data), tf.float32)}
 
         self.serve = serve
@@ -85,6 +86,26 @@ def test_caption_falls_back_to_the_image_only_signature(images, tmp_path, capsys
     FakeCaptioner(2).save(tmp_path / "image_only" / "1", signature_name="caption_image")
     assert main(["caption", str(images[0]), "--model", str(tmp_path / "image_only")]) == 0
     assert "\tv2 bytes " in capsys.readouterr().out
+
+
+def test_prompts_and_questions_go_to_the_signatures_that_take_them(images, tmp_path, capsys):
+    FakeCaptioner(1, inputs=("image_bytes", "prompt")).save(tmp_path / "prompted" / "1", "caption_prompted")
+    FakeCaptioner(1, inputs=("image_bytes", "question"), output="answers").save(tmp_path / "vqa" / "1")
+    FakeCaptioner(1).save(tmp_path / "plain" / "1")
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "prompted"), "--prompt", "a large"]) == 0
+    assert capsys.readouterr().out.startswith(f"{images[0]}\ta large v1 bytes")
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "vqa"), "--question", "how many ?"]) == 0
+    assert capsys.readouterr().out.startswith(f"{images[0]}\thow many ? v1 bytes")
+    for model, option, message in [
+        ("plain", "--prompt", "takes no prompt (export it with kerasmm export --prompted)"),
+        ("prompted", "--question", "answers no questions"),
+    ]:
+        assert main(["caption", str(images[0]), "--model", str(tmp_path / model), option, "x"]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "vqa"), "--question", " "]) == 2
+    assert "--question is empty" in capsys.readouterr().err
+    assert main(["caption", str(images[0]), "--model", str(tmp_path / "vqa"), "--question", "a", "--prompt", "b"]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 def test_caption_needs_a_saved_model(images, tmp_path, capsys):
