@@ -95,6 +95,23 @@ def flatten_layers(layer, include_self=True, recursive=True):
     return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
 
 
+def preset_task_class(preset):
+    """The task class a keras-hub preset's `task.json` names, or None (no task config in the preset).
+
+    keras-hub's `Task.from_preset` on a base class picks "the first
+    registered" subclass whose `backbone_cls` matches the preset's, in the
+    order of a set: with two tasks on one backbone class (`Captioner`,
+    `GenerativeVQA`) that is either. The task config says which; keras-hub's
+    preset file helpers (`check_file_exists`, `load_json`, `check_config_class`,
+    private) read it from a directory or download it, as `from_preset` does.
+    """
+    from keras_hub.src.utils import preset_utils
+
+    if not preset_utils.check_file_exists(preset, preset_utils.TASK_CONFIG_FILE):
+        return None
+    return preset_utils.check_config_class(preset_utils.load_json(preset, preset_utils.TASK_CONFIG_FILE))
+
+
 def update_checkpoint_list(directory, latest, paths, timestamps, last_preserved_timestamp):
     """Rewrite `directory`'s `checkpoint` list as `tf.train.CheckpointManager` would (see the import's why)."""
     _checkpoint_management.update_checkpoint_state_internal(

@@ -66,6 +66,16 @@ def test_flatten_layers_reaches_nested_sublayers():
     assert "deep" not in [layer.name for layer in backend_compat.flatten_layers(outer, recursive=False)]
 
 
+def test_a_presets_task_class_is_read_from_its_task_config(tmp_path):
+    import kerasmm
+
+    model = kerasmm.zoo.get("tiny_generative_vqa")
+    model.save_to_preset(str(tmp_path / "task"))
+    model.backbone.save_to_preset(str(tmp_path / "backbone_only"))
+    assert backend_compat.preset_task_class(str(tmp_path / "task")) is type(model)
+    assert backend_compat.preset_task_class(str(tmp_path / "backbone_only")) is None
+
+
 def _op_types(function):
     graph = tf.function(function).get_concrete_function(tf.TensorSpec([2, 4], tf.float32)).graph
     return {op.type for op in graph.get_operations()}

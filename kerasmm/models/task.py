@@ -4,7 +4,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from kerasmm.backend_compat import MultiWorkerFitFix, flatten_layers
+from kerasmm.backend_compat import MultiWorkerFitFix, flatten_layers, preset_task_class
 from kerasmm.data.model_ready import is_model_ready
 
 class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
@@ -20,6 +20,14 @@ class ZooTask(MultiWorkerFitFix, keras_hub.models.Task):
     `kerasmm.distribute.distribute_dataset`), whose batches go to the model
     as they are: preprocess inside the dataset function.
     """
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """keras-hub's `Task.from_preset`, building the task class the preset saved where it is one of `cls`'s."""
+        saved = preset_task_class(preset)
+        if saved is not None and saved is not cls and issubclass(saved, cls):
+            cls = saved  # keras-hub would take any subclass on the preset's backbone class
+        return super(ZooTask, cls).from_preset(preset, load_weights=load_weights, **kwargs)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)

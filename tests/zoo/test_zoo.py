@@ -69,8 +69,9 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
     )
     if entry.task in WRITERS:
         features = next(iter(train))[0]
-        np.testing.assert_array_equal(from_preset.generate(features, return_tokens=True),
-                                      model.generate(features, return_tokens=True))
+        # Without XLA: the round trip is what is tested here (its compile would be most of this test's time).
+        np.testing.assert_array_equal(from_preset.generate(features, return_tokens=True, jit_compile=False),
+                                      model.generate(features, return_tokens=True, jit_compile=False))
     # The reloaded model carries its preprocessor: raw features in, same outputs.
     keras.tree.map_structure(
         lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), loaded.predict(train, verbose=0), outputs
@@ -81,7 +82,8 @@ def test_tiny_entry_fits_predicts_and_round_trips(name, tmp_path):
     elif entry.task in WRITERS:
         raw = next(iter(train))[0]
         length = 6 if entry.task == "captioning" else None  # a question fills the first positions
-        assert loaded.generate(raw, max_length=length) == model.generate(raw, max_length=length)
+        assert (loaded.generate(raw, max_length=length, jit_compile=False)
+                == model.generate(raw, max_length=length, jit_compile=False))
     elif entry.task == "classification":
         assert loaded.class_names == model.class_names
 
