@@ -113,3 +113,52 @@ def alignment_loss(a, b, names=("image", "text")):
     """The mean squared distance between paired embeddings (no negatives: it can collapse)."""
     a, b = check_pair(a, b, names)
     return tf.reduce_mean(tf.reduce_sum(tf.square(a - b), axis=1))
+
+
+def hard_negatives(a, b, exclude=None):
+    """The hardest negative of each local pair in both directions, over the global batch.
+
+    For local row i: `for_a[i]`, the global row of `b` most similar to `a[i]`,
+    and `for_b[i]`, the global row of `a` most similar to `b[i]`, never the
+    pair's own row nor a global row that `exclude` (bool `[local, global]`,
+    True: not a negative of row i, e.g. a duplicate caption) marks. Returns
+    `(for_a, for_b, valid)`; `valid` (bool `[local]`) is False where no such
+    row exists. The rows index what `gather_global` returns on this replica.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.losses import contrastive
+    a = np.eye(3, dtype="float32"); b = a + [[0, 0.5, 0]] * 3
+    contrastive.hard_negatives(a, b)[0]   # [1, 0, 1]: row 0's hardest text is text 1
+    ```
+    """
+    a, b = check_pair(a, b)
+    global_a, offset = gather_global(a)
+    global_b, _ = gather_global(b)
+    rows = offset + tf.range(tf.shape(a)[0])
+    blocked = tf.equal(rows[:, None], tf.range(tf.shape(global_b)[0])[None, :])
+    if exclude is not None:
+        blocked = tf.logical_or(blocked, tf.cast(exclude, tf.bool))
+    lowest = tf.fill(tf.shape(blocked), tf.float32.min)
+    a_to_b = tf.where(blocked, lowest, tf.matmul(a, global_b, transpose_b=True))  # [local, global]
+    b_to_a = tf.where(blocked, lowest, tf.matmul(b, global_a, transpose_b=True))
+    valid = tf.reduce_any(tf.logical_not(blocked), axis=1)
+    for_a = tf.argmax(a_to_b, axis=1, output_type=tf.int32)
+    for_b = tf.argmax(b_to_a, axis=1, output_type=tf.int32)
+    return for_a, for_b, valid
+
+
+def matching_loss(positive, negatives_a, negatives_b, valid):
+    """Binary cross-entropy of match logits: each local pair positive, its two hard negatives negative.
+
+    `positive`, `negatives_a`, `negatives_b`: logits `[local]`; the negatives
+    count only where `valid`. The mean over the counted logits.
+    """
+    positive = tf.cast(positive, tf.float32)
+    logits = tf.concat([positive, tf.cast(negatives_a, tf.float32), tf.cast(negatives_b, tf.float32)], axis=0)
+    labels = tf.concat([tf.ones_like(positive), tf.zeros_like(positive), tf.zeros_like(positive)], axis=0)
+    valid = tf.cast(valid, tf.float32)
+    weights = tf.concat([tf.ones_like(positive), valid, valid], axis=0)
+    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
