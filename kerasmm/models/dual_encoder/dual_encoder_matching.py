@@ -28,8 +28,10 @@ from kerasmm.metrics.retrieval import scatter_rows
 class ImageTextMatchingHead(keras.layers.Layer):
     """Text tokens cross-attend over image tokens → one match logit per pair.
 
-    The image tokens are normalised and projected to the text tokens' width;
-    `num_layers` keras-hub `TransformerDecoder` blocks (bidirectional
+    The image tokens are normalised, projected to the text tokens' width and
+    given a learned position embedding (the head reads relations such as
+    "left of" from where things are; the number of image tokens must be
+    fixed); `num_layers` keras-hub `TransformerDecoder` blocks (bidirectional
     self-attention over the text, cross-attention over the image) follow, then
     a masked mean over the real text positions and a `Dense(1)`.
 
@@ -61,6 +63,7 @@ class ImageTextMatchingHead(keras.layers.Layer):
         self.dropout = validation.rate("dropout", dropout)
         self.image_norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name="image_norm")
         self.image_projection = None  # its width is the text tokens', known in build
+        self.image_positions = None  # as long as the image tokens, known in build
         self.blocks = []
         self.output_layer = keras.layers.Dense(1, dtype=self.dtype_policy, name="match_logit")
 
@@ -72,10 +75,16 @@ class ImageTextMatchingHead(keras.layers.Layer):
                 f"The matching head's {self.num_heads} heads must divide the text tokens' width {width}; "
                 "choose matching_heads accordingly."
             )
+        if image_shape[1] is None:
+            raise ValueError("The matching head needs a fixed number of image tokens (a fixed image_size); got "
+                             f"image tokens of shape {tuple(image_shape)}.")
         self.image_norm.build(image_shape)
         self.image_projection = keras.layers.Dense(width, dtype=self.dtype_policy, name="image_projection")
         self.image_projection.build(image_shape)
         projected = tuple(image_shape[:-1]) + (width,)
+        self.image_positions = keras_hub.layers.PositionEmbedding(
+            sequence_length=image_shape[1], dtype=self.dtype_policy, name="image_positions")
+        self.image_positions.build(projected)
         self.blocks = [
             keras_hub.layers.TransformerDecoder(
                 intermediate_dim=self.intermediate_dim or 2 * width, num_heads=self.num_heads,
@@ -90,6 +99,7 @@ class ImageTextMatchingHead(keras.layers.Layer):
 
     def call(self, text_tokens, text_mask, image_tokens, training=None):
         image = self.image_projection(self.image_norm(image_tokens))
+        image = image + self.image_positions(image)
         mask = ops.cast(text_mask, "bool")
         x = text_tokens
         for block in self.blocks:
