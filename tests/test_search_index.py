@@ -246,7 +246,7 @@ def test_rerank_reorders_the_top_candidates_by_the_matching_head(model, images, 
     assert [key for key, _ in reranked] == [candidates[i] for i in best]
     np.testing.assert_allclose([p for _, p in reranked], 1 / (1 + np.exp(-logits[best])), rtol=1e-5)
     # An index of an in-memory array re-ranks with the array passed back; its keys are row numbers.
-    by_row = Index.from_images(matcher, images=images)
+    by_row = Index(by_path.embeddings)  # as Index.from_images(matcher, images=images) builds it
     assert [key for key, _ in by_row.search_text(matcher, query, k=2, rerank=4, images=images)[0]] == \
         [rows[i] for i in best]
 

@@ -115,22 +115,24 @@ def alignment_loss(a, b, names=("image", "text")):
     return tf.reduce_mean(tf.reduce_sum(tf.square(a - b), axis=1))
 
 
-def hard_negatives(a, b, exclude=None):
-    """The hardest negative of each local pair in both directions, over the global batch.
+def hard_negatives(a, b, exclude=None, count=1):
+    """The `count` hardest negatives of each local pair in both directions, over the global batch.
 
-    For local row i: `for_a[i]`, the global row of `b` most similar to `a[i]`,
-    and `for_b[i]`, the global row of `a` most similar to `b[i]`, never the
+    For local row i: `for_a[i]`, the `count` global rows of `b` most similar
+    to `a[i]`, most similar first, and `for_b[i]`, those of `a` most similar to `b[i]`, never the
     pair's own row nor a global row that `exclude` (bool `[local, global]`,
     True: not a negative of row i, e.g. a duplicate caption) marks. Returns
-    `(for_a, for_b, valid)`; `valid` (bool `[local]`) is False where no such
-    row exists. The rows index what `gather_global` returns on this replica.
+    `(for_a, for_b, valid)`, each `[local, count]`; `valid` is False where no
+    such row is left (`for_a` and `for_b` then hold a blocked row). The rows
+    index what `gather_global` returns on this replica; `count` must not
+    exceed the global batch.
 
     Example:
     ```python
     import numpy as np
     from kerasmm.losses import contrastive
     a = np.eye(3, dtype="float32"); b = a + [[0, 0.5, 0]] * 3
-    contrastive.hard_negatives(a, b)[0]   # [1, 0, 1]: row 0's hardest text is text 1
+    contrastive.hard_negatives(a, b)[0]   # [[1], [0], [0]]: each image's most similar other text
     ```
     """
     a, b = check_pair(a, b)
@@ -143,22 +145,29 @@ def hard_negatives(a, b, exclude=None):
     lowest = tf.fill(tf.shape(blocked), tf.float32.min)
     a_to_b = tf.where(blocked, lowest, tf.matmul(a, global_b, transpose_b=True))  # [local, global]
     b_to_a = tf.where(blocked, lowest, tf.matmul(b, global_a, transpose_b=True))
-    valid = tf.reduce_any(tf.logical_not(blocked), axis=1)
-    for_a = tf.argmax(a_to_b, axis=1, output_type=tf.int32)
-    for_b = tf.argmax(b_to_a, axis=1, output_type=tf.int32)
-    return for_a, for_b, valid
+    # A global batch smaller than `count` (an epoch's last) gets blocked columns to fill the top k.
+    columns = tf.shape(global_b)[0]
+    padding = [[0, 0], [0, tf.maximum(count - columns, 0)]]
+    a_to_b = tf.pad(a_to_b, padding, constant_values=tf.float32.min)
+    b_to_a = tf.pad(b_to_a, padding, constant_values=tf.float32.min)
+    # top_k, not argmax: a blocked column sorts last, so `valid` can be read off the values.
+    values, for_a = tf.math.top_k(a_to_b, count)
+    _, for_b = tf.math.top_k(b_to_a, count)
+    valid = values > tf.float32.min
+    return tf.minimum(for_a, columns - 1), tf.minimum(for_b, columns - 1), valid
 
 
-def matching_loss(positive, negatives_a, negatives_b, valid):
-    """Binary cross-entropy of match logits: each local pair positive, its two hard negatives negative.
+def matching_loss(positive, negatives, valid):
+    """Binary cross-entropy of match logits: each local pair positive, its negatives negative.
 
-    `positive`, `negatives_a`, `negatives_b`: logits `[local]`; the negatives
-    count only where `valid`. The mean over the counted logits.
+    `positive`: logits `[local]`; `negatives` and `valid`: lists of logits
+    `[local]` and of bool `[local]`, a negative counting only where its
+    `valid` is True. The mean over the counted logits.
     """
     positive = tf.cast(positive, tf.float32)
-    logits = tf.concat([positive, tf.cast(negatives_a, tf.float32), tf.cast(negatives_b, tf.float32)], axis=0)
-    labels = tf.concat([tf.ones_like(positive), tf.zeros_like(positive), tf.zeros_like(positive)], axis=0)
-    valid = tf.cast(valid, tf.float32)
-    weights = tf.concat([tf.ones_like(positive), valid, valid], axis=0)
+    logits = tf.concat([positive] + [tf.cast(n, tf.float32) for n in negatives], axis=0)
+    labels = tf.concat([tf.ones_like(positive)] + [tf.zeros_like(positive)] * len(negatives), axis=0)
+    weights = tf.concat([tf.ones_like(positive)] + [tf.cast(v, tf.float32) for v in valid], axis=0)
     losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+

@@ -88,8 +88,9 @@ class DualEncoderBackbone(EncodersBackbone):
             outputs["text_tokens"] = text["sequence"]
             outputs["text_token_mask"] = keras.ops.cast(mask, "float32")
             outputs["image_tokens"] = image["sequence"]
+            similarity = keras.ops.sum(outputs["text_embedding"] * outputs["image_embedding"], axis=-1)
             outputs["match_logit"] = self.matching_head(text["sequence"], outputs["text_token_mask"],
-                                                        image["sequence"])
+                                                        image["sequence"], similarity)
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===

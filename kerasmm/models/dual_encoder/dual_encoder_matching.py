@@ -2,7 +2,8 @@
 
 `ImageTextMatchingHead` lets the text tower's tokens cross-attend over the
 image tower's tokens (keras-hub `TransformerDecoder` blocks without a causal
-mask) and returns one match logit per (text, image) pair. A `DualEncoder`
+mask) and returns one match logit per (text, image) pair: its own score plus
+the pair's dual-encoder similarity, scaled by a learnt factor. A `DualEncoder`
 whose backbone has one (`matching_layers > 0`) trains it beside the
 contrastive loss on the positive pairs and on hard negatives mined from the
 global batch's similarity matrix (`kerasmm.losses.contrastive.hard_negatives`);
@@ -26,16 +27,21 @@ from kerasmm.metrics.retrieval import scatter_rows
 
 @keras.saving.register_keras_serializable(package="kerasmm")
 class ImageTextMatchingHead(keras.layers.Layer):
-    """Text tokens cross-attend over image tokens → one match logit per pair.
+    """Text tokens cross-attend over image tokens → one match logit per pair, a correction to the similarity.
 
     The image tokens are normalised, projected to the text tokens' width and
     given a learned position embedding (the head reads relations such as
     "left of" from where things are; the number of image tokens must be
     fixed); `num_layers` keras-hub `TransformerDecoder` blocks (bidirectional
     self-attention over the text, cross-attention over the image) follow, then
-    a masked mean over the real text positions and a `Dense(1)`.
+    a masked mean over the real text positions and a `Dense(1)`, to which the
+    pair's dual-encoder cosine similarity times a learnt scale (initially
+    `similarity_scale`) is added. The head so learns what the similarity
+    gets wrong (trained from scratch alongside it, a head without that term
+    stayed behind the similarity it was meant to correct: see
+    zoo/dual_encoder/README.md), and BLIP likewise ranks by the sum of both.
 
-    Call: `head(text_tokens [B, T, D], text_mask [B, T], image_tokens [B, N, Di])`
+    Call: `head(text_tokens [B, T, D], text_mask [B, T], image_tokens [B, N, Di], similarity [B])`
     → float32 logits `[B]` (positive: the text describes the image).
 
     Args:
@@ -43,6 +49,7 @@ class ImageTextMatchingHead(keras.layers.Layer):
         num_heads: positive int, attention heads (D must divide by it).
         intermediate_dim: positive int, the blocks' feed-forward width; default 2 * D.
         dropout: float in [0, 1).
+        similarity_scale: float, the initial weight of the similarity.
 
     Example:
     ```python
@@ -50,24 +57,26 @@ class ImageTextMatchingHead(keras.layers.Layer):
     from kerasmm.models.dual_encoder.dual_encoder_matching import ImageTextMatchingHead
     head = ImageTextMatchingHead(num_layers=1, num_heads=2)
     logits = head(np.random.rand(2, 5, 8).astype("float32"), np.ones((2, 5), "float32"),
-                  np.random.rand(2, 4, 6).astype("float32"))
+                  np.random.rand(2, 4, 6).astype("float32"), np.array([0.9, 0.1], "float32"))
     logits.shape  # (2,)
     ```
     """
 
-    def __init__(self, num_layers=1, num_heads=2, intermediate_dim=None, dropout=0.0, **kwargs):
+    def __init__(self, num_layers=1, num_heads=2, intermediate_dim=None, dropout=0.0, similarity_scale=10.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.num_layers = validation.positive_int("matching_layers", num_layers)
         self.num_heads = validation.positive_int("matching_heads", num_heads)
         self.intermediate_dim = validation.positive_int("intermediate_dim", intermediate_dim, allow_none=True)
         self.dropout = validation.rate("dropout", dropout)
+        self.similarity_scale = float(similarity_scale)
         self.image_norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name="image_norm")
         self.image_projection = None  # its width is the text tokens', known in build
         self.image_positions = None  # as long as the image tokens, known in build
         self.blocks = []
         self.output_layer = keras.layers.Dense(1, dtype=self.dtype_policy, name="match_logit")
 
-    def build(self, text_tokens_shape, text_mask_shape=None, image_tokens_shape=None):
+    def build(self, text_tokens_shape, text_mask_shape=None, image_tokens_shape=None, similarity_shape=None):
         text_shape, image_shape = text_tokens_shape, image_tokens_shape
         width = text_shape[-1]
         if width % self.num_heads:
@@ -95,25 +104,29 @@ class ImageTextMatchingHead(keras.layers.Layer):
         for block in self.blocks:
             block.build(tuple(text_shape), projected)
         self.output_layer.build(tuple(text_shape[:1]) + (width,))
+        self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.similarity_scale),
+                                     dtype="float32", name="similarity_scale")
         self.built = True
 
-    def call(self, text_tokens, text_mask, image_tokens, training=None):
+    def call(self, text_tokens, text_mask, image_tokens, similarity, training=None):
         image = self.image_projection(self.image_norm(image_tokens))
         image = image + self.image_positions(image)
         mask = ops.cast(text_mask, "bool")
         x = text_tokens
         for block in self.blocks:
             x = block(x, image, decoder_padding_mask=mask, use_causal_mask=False, training=training)
-        logits = self.output_layer(masked_mean(x, mask))
-        return ops.cast(ops.squeeze(logits, axis=-1), "float32")
+        logits = ops.cast(ops.squeeze(self.output_layer(masked_mean(x, mask)), axis=-1), "float32")
+        return logits + self.scale * ops.cast(similarity, "float32")
 
-    def compute_output_shape(self, text_tokens_shape, text_mask_shape=None, image_tokens_shape=None):
+    def compute_output_shape(self, text_tokens_shape, text_mask_shape=None, image_tokens_shape=None,
+                             similarity_shape=None):
         return (text_tokens_shape[0],)
 
     def get_config(self):
         config = super().get_config()
         config.update({"num_layers": self.num_layers, "num_heads": self.num_heads,
-                       "intermediate_dim": self.intermediate_dim, "dropout": self.dropout})
+                       "intermediate_dim": self.intermediate_dim, "dropout": self.dropout,
+                       "similarity_scale": self.similarity_scale})
         return config
 
 

@@ -21,11 +21,13 @@ SETTINGS = {
     "matching_layers": 0,
     "matching_heads": 2,
     "matching_weight": 1.0,
+    "matching_negatives": 3,
     "rerank_candidates": 10,
 }
 # The settings each component takes as they are.
 BACKBONE = ("embedding_dim", "sequence_length", "matching_layers", "matching_heads")
-TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "rerank_candidates")
+TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives",
+        "rerank_candidates")
 
 
 def build(**settings):

@@ -47,11 +47,11 @@ class DualEncoder(ZooTask):
             every caption of an image counts as its match).
         matching_weight: float >= 0, the weight of the image–text matching
             loss beside the contrastive one (for a backbone with a matching
-            head, `matching_layers > 0`). Each pair is a positive, and its
-            hardest negatives in the global batch's similarity matrix, both
-            ways (a text's most similar other image, an image's most similar
-            other text; rows with the same caption tokens are never negatives),
-            are the negatives.
+            head, `matching_layers > 0`). Each pair is a positive; its
+            negatives are its hardest in the global batch's similarity matrix,
+            both ways (a text's most similar other image, an image's most
+            similar other text), and one random pair each way; rows with the
+            same caption tokens are never negatives of each other.
         rerank_candidates: int, with a matching head `evaluate` also reports
             `reranked_text_to_image_recall@K`: each caption's top
             `rerank_candidates` images re-ranked by the head.
@@ -77,12 +77,13 @@ class DualEncoder(ZooTask):
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
                  logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", matching_weight=1.0,
-                 rerank_candidates=10, rerank_capacity=2000, **kwargs):
+                 matching_negatives=3, rerank_candidates=10, rerank_capacity=2000, **kwargs):
         if not isinstance(backbone, self.backbone_cls):
             raise ValueError(f"backbone must be a {self.backbone_cls.__name__}, got {type(backbone).__name__}.")
         validation.one_of("retrieval_groups", retrieval_groups, ("rows", "targets"))
         validation.one_of("loss", loss, contrastive.LOSSES)
         matching_weight = validation.non_negative_number("matching_weight", matching_weight)
+        matching_negatives = validation.positive_int("matching_negatives", matching_negatives)
         rerank_candidates = validation.positive_int("rerank_candidates", rerank_candidates)
         rerank_capacity = validation.positive_int("rerank_capacity", rerank_capacity)
         # === Layers ===
@@ -121,6 +122,7 @@ class DualEncoder(ZooTask):
         self.retrieval_capacity = retrieval_capacity
         self.retrieval_groups = retrieval_groups
         self.matching_weight = matching_weight
+        self.matching_negatives = matching_negatives
         self.rerank_candidates = rerank_candidates
         self.rerank_capacity = rerank_capacity
 
@@ -157,23 +159,32 @@ class DualEncoder(ZooTask):
         return contrastive.replica_share(value + sum(extra) if extra else value)
 
     def _matching_loss(self, x, y_pred):
-        """The matching head's loss: each pair, and its hardest negatives of the global batch both ways."""
+        """The matching head's loss: each pair, its hardest negatives of the global batch both ways, and a
+        random negative both ways."""
         image, text = y_pred["image_embedding"], y_pred["text_embedding"]
         exclude = None
         if isinstance(x, dict) and "text" in x:  # duplicate captions are no negatives of each other
             ids = tf.convert_to_tensor(x["text"])
             global_ids, _ = contrastive.gather_global(ids)
             exclude = tf.reduce_all(tf.equal(ids[:, None, :], global_ids[None, :, :]), axis=-1)
-        for_image, for_text, valid = contrastive.hard_negatives(image, text, exclude)
+        for_image, for_text, valid = contrastive.hard_negatives(image, text, exclude, self.matching_negatives)
+        choices = [(for_image[:, j], for_text[:, j], valid[:, j]) for j in range(self.matching_negatives)]
         tokens, mask, image_tokens = (y_pred[k] for k in ("text_tokens", "text_token_mask", "image_tokens"))
         global_tokens, _ = contrastive.gather_global(tokens)
         global_mask, _ = contrastive.gather_global(mask)
         global_images, _ = contrastive.gather_global(image_tokens)
+        global_image, _ = contrastive.gather_global(image)
+        global_text, _ = contrastive.gather_global(text)
         head = self.matching_head
-        wrong_image = head(tokens, mask, tf.gather(global_images, for_text), training=True)
-        wrong_text = head(tf.gather(global_tokens, for_image), tf.gather(global_mask, for_image), image_tokens,
-                          training=True)
-        return contrastive.matching_loss(y_pred["match_logit"], wrong_image, wrong_text, valid)
+        wrong_images, wrong_texts, valids = [], [], []
+        for for_image, for_text, valid in choices:
+            other_image, other_text = tf.gather(global_image, for_text), tf.gather(global_text, for_image)
+            wrong_images.append(head(tokens, mask, tf.gather(global_images, for_text),
+                                     tf.reduce_sum(text * other_image, axis=-1), training=True))
+            wrong_texts.append(head(tf.gather(global_tokens, for_image), tf.gather(global_mask, for_image),
+                                    image_tokens, tf.reduce_sum(other_text * image, axis=-1), training=True))
+            valids.append(valid)
+        return contrastive.matching_loss(y_pred["match_logit"], wrong_images + wrong_texts, valids + valids)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         evaluating = self.evaluating
@@ -219,7 +230,8 @@ class DualEncoder(ZooTask):
         tokens, mask, image_tokens = self.matching_buffer.rows()
 
         def rescore(text_rows, image_rows):
-            return self._match_logits(tokens, mask, image_tokens[distinct], np.stack([text_rows, image_rows], 1))
+            return self._match_logits((tokens, mask, texts), (image_tokens[distinct], images[distinct]),
+                                      np.stack([text_rows, image_rows], 1))
 
         scores = reranked_retrieval_scores(texts, images[distinct], rescore, self.rerank_candidates, groups,
                                            groups[distinct], ks=metric.ks)
@@ -273,26 +285,29 @@ class DualEncoder(ZooTask):
         return self.matching_head
 
     def _tokens(self, modality, raw, batch_size):
-        """The `modality` tower's tokens (and, for text, their mask) of raw inputs, as numpy."""
+        """The `modality` tower's tokens (for text, and their mask) and embeddings of raw inputs, as numpy."""
+        keys = ["text_tokens", "text_token_mask", "text_embedding"] if modality == "text" else \
+            ["image_tokens", "image_embedding"]
         # Cached outside Keras' attribute tracking, as `tower`'s sub-models.
         models = self.__dict__.setdefault("_token_model_cache", {})
         if modality not in models:
-            keys = ["text_tokens", "text_token_mask"] if modality == "text" else ["image_tokens"]
             outputs = {key: self.backbone.output[key] for key in keys}
             models[modality] = keras.Model(self.backbone.input[modality], outputs)
         raw = np.asarray(raw) if not hasattr(raw, "shape") else raw
         prepared = self.preprocessor.prepare(modality, raw) if self.preprocessor is not None else raw
         out = models[modality].predict(prepared, batch_size=batch_size, verbose=0)
-        if modality == "image":
-            return np.asarray(out["image_tokens"], np.float32)
-        return np.asarray(out["text_tokens"], np.float32), np.asarray(out["text_token_mask"], np.float32)
+        return tuple(np.asarray(out[key], np.float32) for key in keys)
 
-    def _match_logits(self, text_tokens, text_mask, image_tokens, pairs, batch_size=256):
+    def _match_logits(self, text, image, pairs, batch_size=256):
+        """The head's logits of `pairs` given `(tokens, mask, embeddings)` of the texts, `(tokens, embeddings)`
+        of the images."""
         head = self._require_matching_head()
+        (text_tokens, text_mask, texts), (image_tokens, images) = text, image
         logits = []
         for start in range(0, len(pairs), batch_size):
             t, i = pairs[start: start + batch_size, 0], pairs[start: start + batch_size, 1]
-            logits.append(np.asarray(head(text_tokens[t], text_mask[t], image_tokens[i])))
+            similarity = np.sum(texts[t] * images[i], axis=-1)
+            logits.append(np.asarray(head(text_tokens[t], text_mask[t], image_tokens[i], similarity)))
         return np.concatenate(logits) if logits else np.zeros([0], np.float32)
 
     def match(self, texts, images, pairs=None, batch_size=256):
@@ -321,9 +336,8 @@ class DualEncoder(ZooTask):
             raise ValueError(f"pairs must be integer [P, 2] (text row, image row), got {pairs.dtype} {pairs.shape}.")
         if pairs.size and (pairs.min() < 0 or pairs[:, 0].max() >= len(texts) or pairs[:, 1].max() >= len(images)):
             raise ValueError(f"pairs index past the {len(texts)} texts or {len(images)} images.")
-        text_tokens, text_mask = self._tokens("text", texts, batch_size)
-        image_tokens = self._tokens("image", images, batch_size)
-        return self._match_logits(text_tokens, text_mask, image_tokens, pairs, batch_size)
+        return self._match_logits(self._tokens("text", texts, batch_size), self._tokens("image", images, batch_size),
+                                  pairs, batch_size)
 
     def class_embeddings(self, class_names, templates=DEFAULT_TEMPLATES):
         """One unit vector per class: the mean of its prompt embeddings ("a photo of a {}."), renormalised."""
@@ -370,6 +384,7 @@ class DualEncoder(ZooTask):
                 "retrieval_capacity": self.retrieval_capacity,
                 "retrieval_groups": self.retrieval_groups,
                 "matching_weight": self.matching_weight,
+                "matching_negatives": self.matching_negatives,
                 "rerank_candidates": self.rerank_candidates,
                 "rerank_capacity": self.rerank_capacity,
             }
