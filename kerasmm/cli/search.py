@@ -154,6 +154,8 @@ def run(args):
             raise ValueError(f"Query {i} is empty; give some words to search for.")
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}.")
+    if args.rerank is not None and args.rerank < args.k:
+        raise ValueError(f"--rerank must be at least --k ({args.k}), got {args.rerank}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
     if args.save_index and args.index:
@@ -162,6 +164,9 @@ def run(args):
         raise ValueError(search.INSTALL_HINT)
     paths = find_images(args.images) if args.images else None
     model = load_dual_encoder(args.model)
+    if args.rerank is not None and getattr(model, "matching_head", None) is None:  # before embedding the gallery
+        raise ValueError(f"--rerank needs a dual encoder with an image–text matching head; {args.model} has none "
+                         "(train one with matching_layers > 0).")
 
     if paths is None:
         index = search.Index.load(args.index, method=args.method)
@@ -177,8 +182,6 @@ def run(args):
             if os.path.dirname(args.save_index):
                 os.makedirs(os.path.dirname(args.save_index), exist_ok=True)
             print(f"Saved the index to {index.save(args.save_index)}.")
-    if args.rerank is not None and args.rerank < args.k:
-        raise ValueError(f"--rerank must be at least --k ({args.k}), got {args.rerank}.")
     results = index.search_text(model, queries, k=args.k, rerank=args.rerank)
     for query, matches in zip(queries, results):
         print(f"\n\"{query}\"")
