@@ -40,7 +40,19 @@ def gather_global(local):
         return local, tf.constant(0, tf.int32)
     sizes = context.all_gather(tf.shape(local)[:1], axis=0)
     offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
-    return context.all_gather(local, axis=0), offset
+    # all_gather forgets the static row shape, which layers fed with the result (a LayerNormalization) need.
+    return tf.ensure_shape(context.all_gather(local, axis=0), [None, *local.shape[1:]]), offset
+
+
+@tf.custom_gradient
+def _dense_gradient(x):
+    return tf.identity(x), lambda upstream: tf.convert_to_tensor(upstream)
+
+
+def take_rows(gathered, rows):
+    """`tf.gather(gathered, rows)` whose gradient reaches `gathered` dense: all_gather's gradient refuses the
+    `IndexedSlices` a gather's gradient is."""
+    return tf.gather(_dense_gradient(gathered), rows)
 
 
 def replica_share(value):

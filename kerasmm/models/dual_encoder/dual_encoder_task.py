@@ -178,10 +178,11 @@ class DualEncoder(ZooTask):
         head = self.matching_head
         wrong_images, wrong_texts, valids = [], [], []
         for for_image, for_text, valid in choices:
-            other_image, other_text = tf.gather(global_image, for_text), tf.gather(global_text, for_image)
-            wrong_images.append(head(tokens, mask, tf.gather(global_images, for_text),
+            take = contrastive.take_rows
+            other_image, other_text = take(global_image, for_text), take(global_text, for_image)
+            wrong_images.append(head(tokens, mask, take(global_images, for_text),
                                      tf.reduce_sum(text * other_image, axis=-1), training=True))
-            wrong_texts.append(head(tf.gather(global_tokens, for_image), tf.gather(global_mask, for_image),
+            wrong_texts.append(head(take(global_tokens, for_image), take(global_mask, for_image),
                                     image_tokens, tf.reduce_sum(other_text * image, axis=-1), training=True))
             valids.append(valid)
         return contrastive.matching_loss(y_pred["match_logit"], wrong_images + wrong_texts, valids + valids)
