@@ -19,6 +19,11 @@ Two ways to search (`method=`):
 - "auto" (the default) is approximate from `APPROXIMATE_MIN_ITEMS` rows
   when faiss is installed, exact otherwise.
 
+`Index.search_text(model, queries, k, rerank=K)` re-orders each query's K
+best images by the model's image–text matching head (a dual encoder built
+with `matching_layers > 0`), reading the images back from the index's file
+keys, or from `images=` for an index of an in-memory array.
+
 `Index.from_images(model, paths=...)` streams image files through tf.data
 (parallel decoding, batches embedded one at a time), so a gallery's images
 are never all in memory. An index saves to, and loads from, one `.npz` file,

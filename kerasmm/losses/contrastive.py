@@ -9,6 +9,9 @@ global². Each returns the mean over the replica's local rows, which Keras
 then scales by 1 / replicas, so summed gradients equal a single-device run
 at the same global batch.
 
+`hard_negatives` mines the global batch's similarity matrix the same way
+(for the image–text matching loss of a dual encoder with a matching head).
+
 Example:
 ```python
 import numpy as np
@@ -131,13 +134,13 @@ def hard_negatives(a, b, exclude=None, count=1):
     """The `count` hardest negatives of each local pair in both directions, over the global batch.
 
     For local row i: `for_a[i]`, the `count` global rows of `b` most similar
-    to `a[i]`, most similar first, and `for_b[i]`, those of `a` most similar to `b[i]`, never the
-    pair's own row nor a global row that `exclude` (bool `[local, global]`,
-    True: not a negative of row i, e.g. a duplicate caption) marks. Returns
-    `(for_a, for_b, valid)`, each `[local, count]`; `valid` is False where no
-    such row is left (`for_a` and `for_b` then hold a blocked row). The rows
-    index what `gather_global` returns on this replica; `count` must not
-    exceed the global batch.
+    to `a[i]`, most similar first, and `for_b[i]`, those of `a` most similar
+    to `b[i]`, never the pair's own row nor a global row that `exclude` (bool
+    `[local, global]`, True: not a negative of row i, e.g. a duplicate
+    caption) marks. Returns `(for_a, for_b, valid)`, each `[local, count]`;
+    `valid` is False where no such row is left (a small batch, many
+    duplicates), and the row there is any in range. The rows index what
+    `gather_global` returns on this replica.
 
     Example:
     ```python

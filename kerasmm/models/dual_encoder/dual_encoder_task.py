@@ -47,11 +47,13 @@ class DualEncoder(ZooTask):
             every caption of an image counts as its match).
         matching_weight: float >= 0, the weight of the image–text matching
             loss beside the contrastive one (for a backbone with a matching
-            head, `matching_layers > 0`). Each pair is a positive; its
-            negatives are its hardest in the global batch's similarity matrix,
-            both ways (a text's most similar other image, an image's most
-            similar other text), and one random pair each way; rows with the
-            same caption tokens are never negatives of each other.
+            head, `matching_layers > 0`): binary cross-entropy of the head's
+            logit for each pair (a match) and for its hardest negatives in the
+            global batch's similarity matrix, both ways (no match).
+        matching_negatives: positive int, hard negatives each way per pair:
+            a text's most similar other images, an image's most similar other
+            texts; rows with the same caption tokens are never negatives of
+            each other.
         rerank_candidates: int, with a matching head `evaluate` also reports
             `reranked_text_to_image_recall@K`: each caption's top
             `rerank_candidates` images re-ranked by the head.
@@ -159,8 +161,7 @@ class DualEncoder(ZooTask):
         return contrastive.replica_share(value + sum(extra) if extra else value)
 
     def _matching_loss(self, x, y_pred):
-        """The matching head's loss: each pair, its hardest negatives of the global batch both ways, and a
-        random negative both ways."""
+        """The matching head's loss: each pair, and its hardest negatives of the global batch both ways."""
         image, text = y_pred["image_embedding"], y_pred["text_embedding"]
         exclude = None
         if isinstance(x, dict) and "text" in x:  # duplicate captions are no negatives of each other
@@ -177,8 +178,8 @@ class DualEncoder(ZooTask):
         global_text, _ = contrastive.gather_global(text)
         head = self.matching_head
         wrong_images, wrong_texts, valids = [], [], []
+        take = contrastive.take_rows  # gradients reach the gathered rows of other replicas
         for for_image, for_text, valid in choices:
-            take = contrastive.take_rows
             other_image, other_text = take(global_image, for_text), take(global_text, for_image)
             wrong_images.append(head(tokens, mask, take(global_images, for_text),
                                      tf.reduce_sum(text * other_image, axis=-1), training=True))
