@@ -139,11 +139,14 @@ def test_evaluate_reports_reranked_recall_and_the_head_round_trips(matcher, tmp_
     held_out = kerasmm.data.shapes(num_examples=8, batch_size=4, task="captioning", split="test")
     logs = matcher.evaluate(held_out, verbose=0, return_dict=True)
     features, captions = kerasmm.data.shapes_arrays(num_examples=8, task="captioning", split="test")
-    captions = list(captions)
-    pairs = np.stack(np.meshgrid(np.arange(8), np.arange(8), indexing="ij"), axis=-1).reshape(-1, 2)
-    logits = matcher.match(captions, features["image"], pairs=pairs).reshape(8, 8)
-    expected = reranked_retrieval_scores(matcher.encode_text(captions), matcher.encode_image(features["image"]),
-                                         lambda t, i: logits[t, i], candidates=10)
+    out = matcher({"image": matcher.preprocessor.prepare("image", features["image"]),
+                   "text": matcher.preprocessor.prepare("text", captions)})
+    t, i = np.repeat(np.arange(8), 8), np.tile(np.arange(8), 8)  # every (text, image) pair
+    texts, images = np.asarray(out["text_embedding"]), np.asarray(out["image_embedding"])
+    logits = np.asarray(matcher.matching_head(
+        np.asarray(out["text_tokens"])[t], np.asarray(out["text_token_mask"])[t],
+        np.asarray(out["image_tokens"])[i], np.sum(texts[t] * images[i], axis=-1))).reshape(8, 8)
+    expected = reranked_retrieval_scores(texts, images, lambda t, i: logits[t, i], candidates=10)
     for k in (1, 5, 10):
         assert logs[f"reranked_text_to_image_recall@{k}"] == pytest.approx(expected[f"recall@{k}"]), k
     as_list = matcher.evaluate(held_out, verbose=0)
