@@ -19,6 +19,11 @@ Two ways to search (`method=`):
 - "auto" (the default) is approximate from `APPROXIMATE_MIN_ITEMS` rows
   when faiss is installed, exact otherwise.
 
+`Index.search_text(model, queries, k, rerank=K)` re-orders each query's K
+best images by the model's image–text matching head (a dual encoder built
+with `matching_layers > 0`), reading the images back from the index's file
+keys, or from `images=` for an index of an in-memory array.
+
 `Index.from_images(model, paths=...)` streams image files through tf.data
 (parallel decoding, batches embedded one at a time), so a gallery's images
 are never all in memory. An index saves to, and loads from, one `.npz` file,
@@ -487,6 +492,11 @@ class Index:
         ```
         """
         k = validation.positive_int("k", k)
+        rows, scores = self._search_rows(query_embeddings, k)
+        return [[(self.keys[j], float(s)) for j, s in zip(row, row_scores)] for row, row_scores in zip(rows, scores)]
+
+    def _search_rows(self, query_embeddings, k):
+        """`(rows [Q, k'], scores [Q, k'])` of the best gallery rows per query, best first (k' = min(k, N))."""
         queries = np.asarray(query_embeddings, dtype=np.float32)
         if queries.ndim == 1 and queries.size:
             queries = queries[None]
@@ -499,10 +509,8 @@ class Index:
         k = min(k, len(self))
         count = min(len(self), max(self.candidates, k))
         if self._scan is None or count == len(self):
-            rows, scores = self._search_exact(queries, k)
-        else:
-            rows, scores = self._search_candidates(queries, k, count)
-        return [[(self.keys[j], float(s)) for j, s in zip(row, row_scores)] for row, row_scores in zip(rows, scores)]
+            return self._search_exact(queries, k)
+        return self._search_candidates(queries, k, count)
 
     def _search_exact(self, queries, k):
         step = max(1, _SCORE_ELEMENTS // len(self))  # queries at a time, so the [Q, N] scores stay bounded
@@ -533,8 +541,17 @@ class Index:
                 "search with the model that built the index."
             )
 
-    def search_text(self, model, queries, k=5):
+    def search_text(self, model, queries, k=5, rerank=None, images=None):
         """Search the gallery with text: for each query string, its `k` best `(key, score)`, best first.
+
+        `rerank=K` (K >= k) re-scores each query's K most similar images with
+        the model's image–text matching head (a dual encoder built with
+        `matching_layers > 0`) and returns the k best by it; the scores are
+        then the head's match probabilities (0 to 1), not cosines. The head
+        looks at the images themselves: an index built from `paths=` reads its
+        keys' files again (they must still be there), one built from an array
+        needs that array, `images=` (uint8 `[N, H, W, 3]`, row i = row i of
+        the index). Only the candidates' images are read.
 
         Example:
         ```python
@@ -557,7 +574,57 @@ class Index:
             if not query.strip():
                 raise ValueError(f"Query {i} is empty; give some words to search for.")
         self._check_model_width(model)
-        return self.search(model.encode_text(queries), k)
+        if rerank is None:
+            if images is not None:
+                raise ValueError("images= is only used to re-rank; pass rerank=K as well (or leave images out).")
+            return self.search(model.encode_text(queries), k)
+        rerank = validation.positive_int("rerank", rerank)
+        if rerank < k:
+            raise ValueError(f"rerank={rerank} must be at least k={k}: the head re-orders the top rerank images "
+                             "and returns the best k of them.")
+        if getattr(model, "matching_head", None) is None:
+            raise ValueError(
+                f"rerank needs a dual encoder with an image–text matching head; this {type(model).__name__} has "
+                "none (build one with matching_layers > 0, e.g. kerasmm.zoo.get('dual_encoder', matching_layers=1))."
+            )
+        rows, _ = self._search_rows(model.encode_text(queries), rerank)
+        distinct, positions = np.unique(rows, return_inverse=True)
+        gallery = self._gallery_images(model, distinct, images)
+        pairs = np.stack([np.repeat(np.arange(len(queries)), rows.shape[1]), positions.reshape(-1)], axis=1)
+        logits = model.match(queries, gallery, pairs=pairs).reshape(rows.shape)
+        probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[(self.keys[rows[q, j]], float(probabilities[q, j])) for j in best[q]] for q in range(len(queries))]
+
+    def _gallery_images(self, model, rows, images):
+        """uint8 images `[len(rows), H, W, 3]` of the gallery `rows`: from `images`, else from the key files."""
+        if images is not None:
+            images = _as_image_batch(images, "Gallery images")
+            if len(images) != len(self):
+                raise ValueError(f"images= holds {len(images)} images but the index {len(self)} rows; pass the "
+                                 "array the index was built from (row i = row i of the index).")
+            return images[rows]
+        keys = [self.keys[r] for r in rows]
+        if not all(isinstance(key, str) for key in keys):
+            raise ValueError(
+                "Re-ranking needs the gallery images, and this index's keys are not file paths (it was built from "
+                "an in-memory array): pass images=, the [N, H, W, 3] array it was built from."
+            )
+        from kerasmm.data import image_ops
+
+        size = model_image_size(model)
+        if size is None:
+            raise ValueError("Cannot tell the model's image size to read the gallery files for re-ranking.")
+        converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+        loaded = []
+        for key in keys:
+            image, reason = _load_image_file(key, size, image_ops.policy_of(converter),
+                                             image_ops.interpolation_of(converter))
+            if image is None:
+                raise ValueError(f"Cannot re-rank: the gallery file {key} ({reason}); rebuild the index, or pass "
+                                 "images=.")
+            loaded.append(image)
+        return np.stack(loaded)
 
     def search_image(self, model, images, k=5):
         """Search the gallery with images (uint8 `[Q, H, W, 3]`): for each, its `k` best `(key, score)`.

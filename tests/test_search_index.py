@@ -232,3 +232,31 @@ def test_contact_sheet_writes_a_png(paths, images, tmp_path):
         assert sheet.size == (400, 250)  # columns cut to the number of images
     with pytest.raises(ValueError, match="one caption per image"):
         contact_sheet(paths[:2], ["only one"], tmp_path / "x.png")
+
+
+def test_rerank_reorders_the_top_candidates_by_the_matching_head(model, images, paths, index):
+    matcher = kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1)
+    by_path = Index.from_images(matcher, paths=paths)
+    query = ["a small red circle"]
+    candidates = [key for key, _ in by_path.search_text(matcher, query, k=4)[0]]
+    reranked = by_path.search_text(matcher, query, k=2, rerank=4)[0]
+    rows = [paths.index(key) for key in candidates]
+    logits = matcher.match(query * 4, images[rows])
+    best = np.argsort(-logits, kind="stable")[:2]
+    assert [key for key, _ in reranked] == [candidates[i] for i in best]
+    np.testing.assert_allclose([p for _, p in reranked], 1 / (1 + np.exp(-logits[best])), rtol=1e-5)
+    # An index of an in-memory array re-ranks with the array passed back; its keys are row numbers.
+    by_row = Index(by_path.embeddings)  # as Index.from_images(matcher, images=images) builds it
+    assert [key for key, _ in by_row.search_text(matcher, query, k=2, rerank=4, images=images)[0]] == \
+        [rows[i] for i in best]
+
+    with pytest.raises(ValueError, match="keys are not file paths .* pass images="):
+        by_row.search_text(matcher, query, k=2, rerank=4)
+    with pytest.raises(ValueError, match="images= holds 3 images but the index 12 rows"):
+        by_row.search_text(matcher, query, k=2, rerank=4, images=images[:3])
+    with pytest.raises(ValueError, match="rerank=1 must be at least k=2"):
+        by_path.search_text(matcher, query, k=2, rerank=1)
+    with pytest.raises(ValueError, match="images= is only used to re-rank"):
+        by_row.search_text(matcher, query, k=2, images=images)
+    with pytest.raises(ValueError, match="rerank needs a dual encoder with an image–text matching head"):
+        index.search_text(model, query, k=2, rerank=3)

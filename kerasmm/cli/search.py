@@ -3,7 +3,7 @@
 Usage:
     kerasmm search "a red circle" ["a blue square" ...] --model PATH (--images DIR | --index FILE)
         [--k 5] [--out search_results.png] [--batch-size 256] [--on-error raise|skip]
-        [--save-index FILE] [--method auto|exact|approximate]
+        [--save-index FILE] [--method auto|exact|approximate] [--rerank K]
 
 PATH is a `.keras` file, or a directory holding `model.keras`, of an
 image-text dual encoder (loaded with `safe_mode=True`). Every image under DIR
@@ -13,7 +13,10 @@ saved index is read from `--index FILE`; for each query the `k` best matches
 are printed (rank, cosine score, path) and all matches are drawn into a
 contact-sheet PNG. `--method` chooses exact or approximate search (the
 default, auto, searches approximately from 100,000 images when faiss is
-installed: `pip install kerasmm[search]`).
+installed: `pip install kerasmm[search]`). `--rerank K` re-orders each
+query's K most similar images by the model's image–text matching head (a dual
+encoder trained with `matching_layers > 0`); the scores printed are then its
+match probabilities.
 
 Example:
 ```python
@@ -69,6 +72,9 @@ def add_parser(subparsers):
     parser.add_argument("--method", choices=METHODS, default="auto",
                         help="exact, approximate (pip install kerasmm[search]) or auto (the default: approximate "
                              "from 100,000 images when that is installed)")
+    parser.add_argument("--rerank", type=int, default=None, metavar="K",
+                        help="re-rank each query's K most similar images (K >= --k) by the model's image-text "
+                             "matching head; scores are then match probabilities")
     return parser
 
 
@@ -148,6 +154,8 @@ def run(args):
             raise ValueError(f"Query {i} is empty; give some words to search for.")
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}.")
+    if args.rerank is not None and args.rerank < args.k:
+        raise ValueError(f"--rerank must be at least --k ({args.k}), got {args.rerank}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
     if args.save_index and args.index:
@@ -156,6 +164,9 @@ def run(args):
         raise ValueError(search.INSTALL_HINT)
     paths = find_images(args.images) if args.images else None
     model = load_dual_encoder(args.model)
+    if args.rerank is not None and getattr(model, "matching_head", None) is None:  # before embedding the gallery
+        raise ValueError(f"--rerank needs a dual encoder with an image–text matching head; {args.model} has none "
+                         "(train one with matching_layers > 0).")
 
     if paths is None:
         index = search.Index.load(args.index, method=args.method)
@@ -171,7 +182,7 @@ def run(args):
             if os.path.dirname(args.save_index):
                 os.makedirs(os.path.dirname(args.save_index), exist_ok=True)
             print(f"Saved the index to {index.save(args.save_index)}.")
-    results = index.search_text(model, queries, k=args.k)
+    results = index.search_text(model, queries, k=args.k, rerank=args.rerank)
     for query, matches in zip(queries, results):
         print(f"\n\"{query}\"")
         for rank, (path, score) in enumerate(matches, 1):

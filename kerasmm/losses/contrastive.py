@@ -9,6 +9,9 @@ global². Each returns the mean over the replica's local rows, which Keras
 then scales by 1 / replicas, so summed gradients equal a single-device run
 at the same global batch.
 
+`hard_negatives` mines the global batch's similarity matrix the same way
+(for the image–text matching loss of a dual encoder with a matching head).
+
 Example:
 ```python
 import numpy as np
@@ -40,7 +43,19 @@ def gather_global(local):
         return local, tf.constant(0, tf.int32)
     sizes = context.all_gather(tf.shape(local)[:1], axis=0)
     offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
-    return context.all_gather(local, axis=0), offset
+    # all_gather forgets the static row shape, which layers fed with the result (a LayerNormalization) need.
+    return tf.ensure_shape(context.all_gather(local, axis=0), [None, *local.shape[1:]]), offset
+
+
+@tf.custom_gradient
+def _dense_gradient(x):
+    return tf.identity(x), lambda upstream: tf.convert_to_tensor(upstream)
+
+
+def take_rows(gathered, rows):
+    """`tf.gather(gathered, rows)` whose gradient reaches `gathered` dense: all_gather's gradient refuses the
+    `IndexedSlices` a gather's gradient is."""
+    return tf.gather(_dense_gradient(gathered), rows)
 
 
 def replica_share(value):
@@ -113,3 +128,61 @@ def alignment_loss(a, b, names=("image", "text")):
     """The mean squared distance between paired embeddings (no negatives: it can collapse)."""
     a, b = check_pair(a, b, names)
     return tf.reduce_mean(tf.reduce_sum(tf.square(a - b), axis=1))
+
+
+def hard_negatives(a, b, exclude=None, count=1):
+    """The `count` hardest negatives of each local pair in both directions, over the global batch.
+
+    For local row i: `for_a[i]`, the `count` global rows of `b` most similar
+    to `a[i]`, most similar first, and `for_b[i]`, those of `a` most similar
+    to `b[i]`, never the pair's own row nor a global row that `exclude` (bool
+    `[local, global]`, True: not a negative of row i, e.g. a duplicate
+    caption) marks. Returns `(for_a, for_b, valid)`, each `[local, count]`;
+    `valid` is False where no such row is left (a small batch, many
+    duplicates), and the row there is any in range. The rows index what
+    `gather_global` returns on this replica.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.losses import contrastive
+    a = np.eye(3, dtype="float32"); b = a + [[0, 0.5, 0]] * 3
+    contrastive.hard_negatives(a, b)[0]   # [[1], [0], [0]]: each image's most similar other text
+    ```
+    """
+    a, b = check_pair(a, b)
+    global_a, offset = gather_global(a)
+    global_b, _ = gather_global(b)
+    rows = offset + tf.range(tf.shape(a)[0])
+    blocked = tf.equal(rows[:, None], tf.range(tf.shape(global_b)[0])[None, :])
+    if exclude is not None:
+        blocked = tf.logical_or(blocked, tf.cast(exclude, tf.bool))
+    lowest = tf.fill(tf.shape(blocked), tf.float32.min)
+    a_to_b = tf.where(blocked, lowest, tf.matmul(a, global_b, transpose_b=True))  # [local, global]
+    b_to_a = tf.where(blocked, lowest, tf.matmul(b, global_a, transpose_b=True))
+    # A global batch smaller than `count` (an epoch's last) gets blocked columns to fill the top k.
+    columns = tf.shape(global_b)[0]
+    padding = [[0, 0], [0, tf.maximum(count - columns, 0)]]
+    a_to_b = tf.pad(a_to_b, padding, constant_values=tf.float32.min)
+    b_to_a = tf.pad(b_to_a, padding, constant_values=tf.float32.min)
+    # top_k, not argmax: a blocked column sorts last, so `valid` can be read off the values.
+    values, for_a = tf.math.top_k(a_to_b, count)
+    _, for_b = tf.math.top_k(b_to_a, count)
+    valid = values > tf.float32.min
+    return tf.minimum(for_a, columns - 1), tf.minimum(for_b, columns - 1), valid
+
+
+def matching_loss(positive, negatives, valid):
+    """Binary cross-entropy of match logits: each local pair positive, its negatives negative.
+
+    `positive`: logits `[local]`; `negatives` and `valid`: lists of logits
+    `[local]` and of bool `[local]`, a negative counting only where its
+    `valid` is True. The mean over the counted logits.
+    """
+    positive = tf.cast(positive, tf.float32)
+    logits = tf.concat([positive] + [tf.cast(n, tf.float32) for n in negatives], axis=0)
+    labels = tf.concat([tf.ones_like(positive)] + [tf.zeros_like(positive)] * len(negatives), axis=0)
+    weights = tf.concat([tf.ones_like(positive)] + [tf.cast(v, tf.float32) for v in valid], axis=0)
+    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+

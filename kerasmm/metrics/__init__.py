@@ -19,5 +19,6 @@ from kerasmm.metrics.caption import (  # noqa: F401
 from kerasmm.metrics.retrieval import (  # noqa: F401
     RetrievalMetrics,
     paired_retrieval_scores,
+    reranked_retrieval_scores,
     retrieval_scores,
 )

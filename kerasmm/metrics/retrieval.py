@@ -286,6 +286,56 @@ def paired_retrieval_scores(query_embeddings, gallery_embeddings, groups=None, k
     return {key: scores[key] for key in _result_keys(query_name, gallery_name, ks)}
 
 
+def reranked_retrieval_scores(query_embeddings, gallery_embeddings, rescore, candidates, query_groups=None,
+                              gallery_groups=None, ks=DEFAULT_KS, block_size=1024):
+    """`retrieval_scores` after re-ranking each query's top `candidates` gallery items by `rescore`.
+
+    Each query's `candidates` most similar gallery items (ties in gallery
+    order) are ordered again by `rescore(query_rows, gallery_rows)`, a
+    function of two equal-length integer arrays giving one score per
+    (query, gallery item) pair, higher = better (e.g. an image–text matching
+    head's logits). A query whose correct answer is among its candidates takes
+    its position there; one whose answer is not keeps its rank (beyond
+    `candidates`), so recall@K for K >= `candidates` is unchanged.
+
+    Example:
+    ```python
+    import numpy as np
+    from kerasmm.metrics import reranked_retrieval_scores
+    flipped = np.eye(3)[[1, 0, 2]]                   # queries 0 and 1 find each other's item first
+    truth = lambda q, g: (q == g).astype(float)      # a perfect re-scorer
+    reranked_retrieval_scores(flipped, np.eye(3), truth, candidates=2)["recall@1"]   # 1.0
+    ```
+    """
+    ks = _check_ks(ks)
+    candidates = validation.positive_int("candidates", candidates)
+    queries = _as_embeddings(query_embeddings, "query_embeddings")
+    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
+    if (query_groups is None) != (gallery_groups is None):
+        raise ValueError("Pass both query_groups and gallery_groups, or neither.")
+    if query_groups is None:
+        if queries.shape[0] != gallery.shape[0]:
+            raise ValueError(
+                f"Without groups query i matches gallery item i, so the counts must agree: "
+                f"{queries.shape[0]} queries, {gallery.shape[0]} gallery items."
+            )
+        query_groups = gallery_groups = np.arange(queries.shape[0])
+    query_groups = _as_groups(query_groups, queries.shape[0], "query_groups")
+    gallery_groups = _as_groups(gallery_groups, gallery.shape[0], "gallery_groups")
+    ranks = _numpy_ranks(queries, gallery, query_groups, gallery_groups, block_size)
+    count = min(candidates, gallery.shape[0])
+    for start in range(0, queries.shape[0], block_size):
+        block = slice(start, start + block_size)
+        top = np.argsort(-(queries[block] @ gallery.T), axis=1, kind="stable")[:, :count]  # [q, count]
+        rows = np.repeat(np.arange(start, start + len(top)), count)
+        scores = np.asarray(rescore(rows, top.reshape(-1)), dtype=np.float64).reshape(top.shape)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        positive = gallery_groups[np.take_along_axis(top, order, axis=1)] == query_groups[block, None]
+        found = positive.any(axis=1)
+        ranks[block] = np.where(found, positive.argmax(axis=1) + 1, np.maximum(ranks[block], count + 1))
+    return _summarise(ranks, ks)
+
+
 # --- TensorFlow --------------------------------------------------------------
 
 
@@ -337,6 +387,18 @@ def _tf_rank_summary(queries, query_groups, query_valid, gallery, gallery_groups
     high = tf.gather(ordered, tf.minimum(count // 2, allocated - 1))
     median = tf.where(count > 0, 0.5 * (low + high), 0.0)
     return recalls, mean, median
+
+
+def scatter_rows(variable, indices, updates):
+    """Write `updates` into the rows `indices` (`[B, 1]`) of a metric's buffer variable, under any strategy."""
+    updates = tf.cast(updates, variable.dtype)
+    if tf.distribute.in_cross_replica_context():
+        # A strategy's variable outside `strategy.run` has no single handle: assign whole (to every copy).
+        variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), indices, updates))
+    else:
+        # In place on this replica's copy (sync-on-read variables have no scatter methods): only the
+        # batch's rows are written.
+        tf.raw_ops.ResourceScatterNdUpdate(ref=variable.value.handle, indices=indices, updates=updates)
 
 
 def _replica_context():
@@ -574,14 +636,7 @@ class RetrievalMetrics(keras.metrics.Metric):
 
     @staticmethod
     def _scatter(variable, indices, updates):
-        updates = tf.cast(updates, variable.dtype)
-        if tf.distribute.in_cross_replica_context():
-            # A strategy's variable outside `strategy.run` has no single handle: assign whole (to every copy).
-            variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), indices, updates))
-        else:
-            # In place on this replica's copy (sync-on-read variables have no scatter methods): only the
-            # batch's rows are written.
-            tf.raw_ops.ResourceScatterNdUpdate(ref=variable.value.handle, indices=indices, updates=updates)
+        scatter_rows(variable, indices, updates)
 
     # --- result -----------------------------------------------------------------
 

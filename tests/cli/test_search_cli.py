@@ -98,6 +98,8 @@ def test_default_out_is_in_the_cwd_and_a_saved_index_answers_alike(workspace, tm
         ("missing_images_dir", "No image folder"),
         ("empty_query", "Query 1 is empty"),
         ("bad_k", "--k must be at least 1"),
+        ("rerank_below_k", "--rerank must be at least --k (5), got 2"),
+        ("rerank_without_head", "--rerank needs a dual encoder with an image–text matching head"),
         ("broken_image", "broken.png"),
         ("index_of_another_width", "model embeds into 16 dimensions but the index holds 8"),
         ("approximate_without_faiss", "pip install kerasmm[search]"),
@@ -122,6 +124,10 @@ def test_user_mistakes_give_one_line_and_status_2(mistake, expected, workspace, 
         query = " "
     elif mistake == "bad_k":
         extra = ["--k", "0"]
+    elif mistake == "rerank_below_k":
+        extra = ["--rerank", "2"]
+    elif mistake == "rerank_without_head":
+        extra = ["--rerank", "5"]
     elif mistake == "broken_image":
         images = str(tmp_path)
         Image.open(workspace / "images" / "shape0.png").save(tmp_path / "good.png")

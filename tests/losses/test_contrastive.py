@@ -69,3 +69,29 @@ def test_mismatched_batch_sizes_are_refused():
 def test_a_non_finite_temperature_is_a_clear_error(bad):
     with pytest.raises(tf.errors.InvalidArgumentError, match="temperature \\(logit_scale\\) is not finite"):
         contrastive.info_nce(unit_rows(2, 3, 0), unit_rows(2, 3, 1), bad)
+
+
+def test_hard_negatives_take_the_most_similar_other_rows_both_ways_and_skip_excluded_rows():
+    a, b = unit_rows(4, 3, 10), unit_rows(4, 3, 11)
+    exclude = np.zeros((4, 4), bool)
+    exclude[0] = True  # row 0 has no negative left (all others are duplicates of it)
+    exclude[1, 2:] = True
+    for_a, for_b, valid = (np.asarray(t) for t in contrastive.hard_negatives(a, b, exclude, count=2))
+    blocked = exclude | np.eye(4, dtype=bool)
+    assert valid.tolist() == [[False, False], [True, False], [True, True], [True, True]]
+    for i in (2, 3):
+        np.testing.assert_array_equal(for_a[i], np.argsort(np.where(blocked[i], -np.inf, a[i] @ b.T))[::-1][:2])
+        np.testing.assert_array_equal(for_b[i], np.argsort(np.where(blocked[i], -np.inf, b[i] @ a.T))[::-1][:2])
+    assert for_a[1, 0] == 0 and for_b[1, 0] == 0  # the one row left to row 1
+    # More negatives than the batch holds: the extra ones are invalid, their rows in range.
+    for_a, _, valid = (np.asarray(t) for t in contrastive.hard_negatives(a[:2], b[:2], count=3))
+    assert valid.tolist() == [[True, False, False]] * 2 and for_a.max() <= 1
+
+
+def test_matching_loss_is_binary_cross_entropy_over_the_counted_logits():
+    positive, wrong_a, wrong_b = np.array([2.0, -1.0]), np.array([0.5, 3.0]), np.array([-2.0, 1.0])
+    valid = np.array([True, False])
+    softplus = lambda z: np.log1p(np.exp(z))  # noqa: E731
+    expected = (softplus(-positive).sum() + softplus(wrong_a[0]) + softplus(wrong_b[0])) / 4
+    value = contrastive.matching_loss(positive, [wrong_a, wrong_b], [valid, valid])
+    np.testing.assert_allclose(float(value), expected, rtol=1e-6)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasmm.metrics import RetrievalMetrics, paired_retrieval_scores, retrieval_scores
+from kerasmm.metrics import RetrievalMetrics, paired_retrieval_scores, reranked_retrieval_scores, retrieval_scores
 from kerasmm.metrics import retrieval as retrieval_module
 
 KEYS = [
@@ -157,6 +157,27 @@ def test_whole_set_recall_is_not_the_mean_of_per_batch_recalls():
     assert whole["text_to_image_recall@1"] == 0.5
     assert whole["image_to_text_recall@1"] == 0.5
     assert whole["text_to_image_mean_rank"] == 1.5
+
+
+def test_reranking_reorders_only_the_candidates():
+    gallery = np.eye(4, dtype="float32")
+    queries = gallery[[1, 2, 3, 0]] + 0.5 * gallery  # each query's own item comes second
+    calls = []
+
+    def truth(query_rows, gallery_rows):
+        calls.append(len(query_rows))
+        return (query_rows == gallery_rows).astype(float)
+
+    assert retrieval_scores(queries, gallery)["recall@1"] == 0.0
+    assert reranked_retrieval_scores(queries, gallery, truth, candidates=2, ks=(1, 2))["recall@1"] == 1.0
+    assert calls == [8]  # 4 queries x 2 candidates
+    # One candidate: the answer is never among them, so the ranks stay (beyond the candidates).
+    kept = reranked_retrieval_scores(queries, gallery, truth, candidates=1, ks=(1, 2))
+    assert kept == retrieval_scores(queries, gallery, ks=(1, 2))
+    backwards = reranked_retrieval_scores(queries, gallery, lambda q, g: -truth(q, g), candidates=4, ks=(1,))
+    assert backwards["recall@1"] == 0.0 and backwards["mean_rank"] == 4.0
+    with pytest.raises(ValueError, match="candidates must be a positive int"):
+        reranked_retrieval_scores(queries, gallery, truth, candidates=0)
 
 
 def test_multi_caption_groups_count_duplicate_images_once():

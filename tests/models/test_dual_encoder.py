@@ -1,5 +1,6 @@
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -102,3 +103,76 @@ def test_evaluate_reports_recall_over_the_whole_set(model):
     assert "text_to_image_recall@1" in expected
     for key, value in expected.items():
         assert logs[key] == pytest.approx(value, abs=1e-5), key
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    return kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1)
+
+
+def test_matching_loss_trains_the_head_on_hard_negatives_that_skip_duplicate_captions(matcher, monkeypatch):
+    from kerasmm.losses import contrastive
+
+    features, captions = kerasmm.data.shapes_arrays(num_examples=4, task="captioning")
+    captions = [captions[0], captions[0], *captions[2:]]  # rows 0 and 1: one caption, no negatives of each other
+    x = {"image": matcher.preprocessor.prepare("image", features["image"]),
+         "text": matcher.preprocessor.prepare("text", np.array(captions))}
+    excluded = []
+    mine = contrastive.hard_negatives
+    monkeypatch.setattr(contrastive, "hard_negatives",
+                        lambda a, b, exclude, count: excluded.append(exclude) or mine(a, b, exclude, count))
+    head = matcher.backbone.matching_head
+    with tf.GradientTape() as tape:
+        y_pred = matcher(x, training=True)
+        loss = matcher.compute_loss(x, None, y_pred)
+    grads = tape.gradient(loss, head.trainable_variables + matcher.tower("image").trainable_variables)
+    assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+    plain = contrastive.info_nce(y_pred["image_embedding"], y_pred["text_embedding"], matcher.logit_scale_variable)
+    assert float(loss) > float(plain) + 0.1  # the matching term
+    assert np.asarray(excluded[0]).tolist() == [[True, True, False, False], [True, True, False, False],
+                                                [False, False, True, False], [False, False, False, True]]
+
+
+def test_evaluate_reports_reranked_recall_and_the_head_round_trips(matcher, tmp_path):
+    from kerasmm.metrics import reranked_retrieval_scores
+
+    held_out = kerasmm.data.shapes(num_examples=8, batch_size=4, task="captioning", split="test")
+    logs = matcher.evaluate(held_out, verbose=0, return_dict=True)
+    features, captions = kerasmm.data.shapes_arrays(num_examples=8, task="captioning", split="test")
+    out = matcher({"image": matcher.preprocessor.prepare("image", features["image"]),
+                   "text": matcher.preprocessor.prepare("text", captions)})
+    t, i = np.repeat(np.arange(8), 8), np.tile(np.arange(8), 8)  # every (text, image) pair
+    texts, images = np.asarray(out["text_embedding"]), np.asarray(out["image_embedding"])
+    logits = np.asarray(matcher.matching_head(
+        np.asarray(out["text_tokens"])[t], np.asarray(out["text_token_mask"])[t],
+        np.asarray(out["image_tokens"])[i], np.sum(texts[t] * images[i], axis=-1))).reshape(8, 8)
+    expected = reranked_retrieval_scores(texts, images, lambda t, i: logits[t, i], candidates=10)
+    for k in (1, 5, 10):
+        assert logs[f"reranked_text_to_image_recall@{k}"] == pytest.approx(expected[f"recall@{k}"]), k
+    as_list = matcher.evaluate(held_out, verbose=0)
+    assert len(as_list) == len(logs) and as_list[0] == pytest.approx(logs["loss"])
+
+    path = str(tmp_path / "matcher.keras")
+    matcher.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.backbone.matching_layers == 1 and loaded.rerank_candidates == 10
+    head, reloaded = matcher.matching_head, loaded.matching_head
+    assert len(head.weights) == len(reloaded.weights) == 34  # 26 in the decoder block, 8 around it
+    for weight, again in zip(head.weights, reloaded.weights):
+        np.testing.assert_array_equal(weight.numpy(), again.numpy())
+
+
+def test_matching_mistakes_are_clear_errors(model, matcher):
+    images = kerasmm.data.shapes_arrays(num_examples=2)[0]["image"]
+    with pytest.raises(ValueError, match="no image–text matching head .* matching_layers > 0"):
+        model.match(["a red circle"], images[:1])
+    with pytest.raises(ValueError, match="Got 1 texts and 2 images"):
+        matcher.match(["a red circle"], images)
+    with pytest.raises(ValueError, match="pairs index past the 1 texts or 2 images"):
+        matcher.match(["a red circle"], images, pairs=[[0, 2]])
+    with pytest.raises(ValueError, match="heads must divide the text tokens' width 16"):
+        kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_heads=3)
+    with pytest.raises(ValueError, match="matching_weight"):
+        kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_weight=-1.0)
+    with pytest.raises(ValueError, match="matching head needs an image tower"):
+        kerasmm.zoo.get("tiny_audio_text_dual_encoder", matching_layers=1)

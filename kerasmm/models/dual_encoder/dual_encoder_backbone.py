@@ -5,7 +5,7 @@ import keras
 
 from kerasmm import validation
 from kerasmm.models.backbone_parts import EncodersBackbone, image_pair, model_inputs, resolve_encoders
-
+from kerasmm.models.dual_encoder.dual_encoder_matching import ImageTextMatchingHead
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
@@ -15,12 +15,21 @@ class DualEncoderBackbone(EncodersBackbone):
     Inputs: the two modalities of the backbone contract (e.g. `"image"` and
     `"text"`). Outputs: `{"<modality>_embedding": [B, E]}` for each, unit length.
 
+    With `matching_layers > 0` (image and text towers only) the backbone also
+    holds an `ImageTextMatchingHead` (`matching_head`) and outputs the towers'
+    tokens, `"text_tokens"` `[B, T, D]`, `"text_token_mask"` `[B, T]` (1.0 at
+    real positions) and `"image_tokens"` `[B, N, Di]`, and `"match_logit"`
+    `[B]`, the head's logit for each row's own (text, image) pair.
+
     Args:
         encoders: dict with exactly two modalities, "text" and one of "image"
             or "audio", each a registered encoder name, spec dict or layer.
         embedding_dim: int, E.
         image_size, sequence_length, audio_length: input sizes, as for
             `MultimodalBackbone`.
+        matching_layers: int >= 0, cross-attention blocks of the image–text
+            matching head (0: no head).
+        matching_heads: positive int, the head's attention heads.
 
     Example:
     ```python
@@ -35,7 +44,7 @@ class DualEncoderBackbone(EncodersBackbone):
     """
 
     def __init__(self, encoders, embedding_dim, image_size=None, sequence_length=None, audio_length=None,
-                 dtype=None, **kwargs):
+                 matching_layers=0, matching_heads=2, dtype=None, **kwargs):
         # === Layers ===
         if not isinstance(encoders, dict) or sorted(encoders) not in (["image", "text"], ["audio", "text"]):
             raise ValueError(
@@ -43,6 +52,11 @@ class DualEncoderBackbone(EncodersBackbone):
                 f"got {sorted(encoders) if isinstance(encoders, dict) else encoders!r}."
             )
         embedding_dim = validation.positive_int("embedding_dim", embedding_dim)
+        matching_layers = validation.non_negative_int("matching_layers", matching_layers)
+        matching_heads = validation.positive_int("matching_heads", matching_heads)
+        if matching_layers and "image" not in encoders:
+            raise ValueError("matching_layers: the image–text matching head needs an image tower; "
+                             f"this dual encoder pairs text with {sorted(set(encoders) - {'text'})[0]}.")
         built = resolve_encoders(encoders, slot="tower")
         self.encoder_layers = built
         # `dtype` (None: the global policy) reaches the projections, so a reloaded backbone keeps
@@ -54,21 +68,36 @@ class DualEncoderBackbone(EncodersBackbone):
         self.normalizations = {
             m: keras.layers.UnitNormalization(dtype="float32", name=f"{m}_normalization") for m in built
         }
+        self.matching_head = (ImageTextMatchingHead(matching_layers, matching_heads, dtype=dtype, name="matching_head")
+                              if matching_layers else None)
 
         # === Functional Model ===
         modalities = sorted(built)
         image_size = image_pair(image_size) if image_size is not None else None
         inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
         inputs = {m: inputs[m] for m in modalities}  # no presence masks: both towers always run
+        encoded = {m: built[m](inputs[m]) for m in modalities}
         outputs = {
-            f"{m}_embedding": self.normalizations[m](self.projections[m](built[m](inputs[m])["pooled"]))
-            for m in modalities
+            f"{m}_embedding": self.normalizations[m](self.projections[m](encoded[m]["pooled"])) for m in modalities
         }
+        if self.matching_head is not None:
+            text, image = encoded["text"], encoded["image"]
+            mask = text.get("sequence_mask")
+            if mask is None:  # an encoder without a mask: every position is real
+                mask = keras.ops.ones_like(text["sequence"][:, :, 0])
+            outputs["text_tokens"] = text["sequence"]
+            outputs["text_token_mask"] = keras.ops.cast(mask, "float32")
+            outputs["image_tokens"] = image["sequence"]
+            similarity = keras.ops.sum(outputs["text_embedding"] * outputs["image_embedding"], axis=-1)
+            outputs["match_logit"] = self.matching_head(text["sequence"], outputs["text_token_mask"],
+                                                        image["sequence"], similarity)
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self._set_inputs(modalities, image_size, sequence_length, audio_length)
         self.embedding_dim = embedding_dim
+        self.matching_layers = matching_layers
+        self.matching_heads = matching_heads
 
     @property
     def query_modality(self):
@@ -77,5 +106,6 @@ class DualEncoderBackbone(EncodersBackbone):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"embedding_dim": self.embedding_dim})
+        config.update({"embedding_dim": self.embedding_dim, "matching_layers": self.matching_layers,
+                       "matching_heads": self.matching_heads})
         return config

@@ -18,10 +18,16 @@ SETTINGS = {
     "vocabulary": None,
     "learning_rate": 1e-3,
     "retrieval_groups": "rows",
+    "matching_layers": 0,
+    "matching_heads": 2,
+    "matching_weight": 1.0,
+    "matching_negatives": 3,
+    "rerank_candidates": 10,
 }
 # The settings each component takes as they are.
-BACKBONE = ("embedding_dim", "sequence_length")
-TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups")
+BACKBONE = ("embedding_dim", "sequence_length", "matching_layers", "matching_heads")
+TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives",
+        "rerank_candidates")
 
 
 def build(**settings):

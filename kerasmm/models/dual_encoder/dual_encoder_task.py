@@ -1,18 +1,21 @@
 """Dual encoders (CLIP / SigLIP style): two towers into one normalised embedding space."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasmm import validation
 from kerasmm.models.dual_encoder.dual_encoder_backbone import DualEncoderBackbone
+from kerasmm.models.dual_encoder.dual_encoder_matching import MatchingBuffer
 from kerasmm.models.dual_encoder.dual_encoder_preprocessor import PretrainedDualEncoderPreprocessor
 from kerasmm.models.dual_encoder.pretrained_dual_encoder_backbone import PretrainedDualEncoderBackbone
 from kerasmm.models.multimodal_preprocessor import MultimodalPreprocessor
 from kerasmm.models.task import ZooTask
 from kerasmm.losses import contrastive
-from kerasmm.metrics import RetrievalMetrics
+from kerasmm.metrics import RetrievalMetrics, reranked_retrieval_scores
 
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
 DEFAULT_TEMPLATES = ("a photo of a {}.", "a {}.")
@@ -42,6 +45,21 @@ class DualEncoder(ZooTask):
             such as class labels are ignored) or "targets" (integer targets
             are image ids, e.g. `from_coco(captions="all", target="image_id")`:
             every caption of an image counts as its match).
+        matching_weight: float >= 0, the weight of the image–text matching
+            loss beside the contrastive one (for a backbone with a matching
+            head, `matching_layers > 0`): binary cross-entropy of the head's
+            logit for each pair (a match) and for its hardest negatives in the
+            global batch's similarity matrix, both ways (no match).
+        matching_negatives: positive int, hard negatives each way per pair:
+            a text's most similar other images, an image's most similar other
+            texts; rows with the same caption tokens are never negatives of
+            each other.
+        rerank_candidates: int, with a matching head `evaluate` also reports
+            `reranked_text_to_image_recall@K`: each caption's top
+            `rerank_candidates` images re-ranked by the head.
+        rerank_capacity: int, the most rows whose tokens `evaluate` keeps for
+            that (about 4 x (T x D + N x Di) bytes a row); a larger evaluation
+            reports no re-ranked recalls, with a warning.
 
     Example:
     ```python
@@ -49,6 +67,9 @@ class DualEncoder(ZooTask):
     model = kerasmm.zoo.get("tiny_dual_encoder")
     model.fit(kerasmm.data.shapes(num_examples=32, batch_size=16), epochs=1)
     text = model.encode_text(["a small red circle"])
+    matcher = kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1)   # with an image–text matching head
+    images = kerasmm.data.shapes_arrays(num_examples=2)[0]["image"]
+    matcher.match(["a small red circle", "a large blue square"], images)   # match logits [2]
     ```
     """
 
@@ -57,11 +78,16 @@ class DualEncoder(ZooTask):
     preprocessor_cls = MultimodalPreprocessor
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
-                 logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", **kwargs):
+                 logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", matching_weight=1.0,
+                 matching_negatives=3, rerank_candidates=10, rerank_capacity=2000, **kwargs):
         if not isinstance(backbone, self.backbone_cls):
             raise ValueError(f"backbone must be a {self.backbone_cls.__name__}, got {type(backbone).__name__}.")
         validation.one_of("retrieval_groups", retrieval_groups, ("rows", "targets"))
         validation.one_of("loss", loss, contrastive.LOSSES)
+        matching_weight = validation.non_negative_number("matching_weight", matching_weight)
+        matching_negatives = validation.positive_int("matching_negatives", matching_negatives)
+        rerank_candidates = validation.positive_int("rerank_candidates", rerank_candidates)
+        rerank_capacity = validation.positive_int("rerank_capacity", rerank_capacity)
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -86,16 +112,30 @@ class DualEncoder(ZooTask):
             query_key=f"{backbone.query_modality}_embedding", gallery_key="text_embedding",
             group_key="rows" if retrieval_groups == "rows" else None,
         )
+        self.matching_buffer = None
+        if self.matching_head is not None:
+            shapes = [tuple(backbone.output[f"{m}_tokens"].shape[1:]) for m in ("text", "image")]
+            if all(None not in shape for shape in shapes):  # else (a dynamic image size): no re-ranked recalls
+                self.matching_buffer = MatchingBuffer(rerank_capacity, *shapes)
 
         # === Config ===
         self.logit_scale = logit_scale
         self.logit_bias = logit_bias
         self.retrieval_capacity = retrieval_capacity
         self.retrieval_groups = retrieval_groups
+        self.matching_weight = matching_weight
+        self.matching_negatives = matching_negatives
+        self.rerank_candidates = rerank_candidates
+        self.rerank_capacity = rerank_capacity
 
     @property
     def query_modality(self):
         return self.backbone.query_modality
+
+    @property
+    def matching_head(self):
+        """The backbone's `ImageTextMatchingHead`, or None."""
+        return getattr(self.backbone, "matching_head", None)
 
     def compile(self, optimizer="auto", **kwargs):
         """`keras.Model.compile`; the loss is the dual-encoder loss chosen at construction."""
@@ -114,18 +154,90 @@ class DualEncoder(ZooTask):
             value = contrastive.sigmoid_loss(query, text, self.logit_scale_variable, self.logit_bias_variable, names)
         else:
             value = contrastive.alignment_loss(query, text, names)
+        if self.matching_head is not None and self.matching_weight > 0:
+            value = value + self.matching_weight * self._matching_loss(x, y_pred)
         # Regularisers and `add_loss` terms, summed in float32 as Keras' own `compute_loss` does.
         extra = [keras.ops.sum(keras.ops.cast(loss, "float32")) for loss in self.losses]
         return contrastive.replica_share(value + sum(extra) if extra else value)
+
+    def _matching_loss(self, x, y_pred):
+        """The matching head's loss: each pair, and its hardest negatives of the global batch both ways."""
+        image, text = y_pred["image_embedding"], y_pred["text_embedding"]
+        exclude = None
+        if isinstance(x, dict) and "text" in x:  # duplicate captions are no negatives of each other
+            ids = tf.convert_to_tensor(x["text"])
+            global_ids, _ = contrastive.gather_global(ids)
+            exclude = tf.reduce_all(tf.equal(ids[:, None, :], global_ids[None, :, :]), axis=-1)
+        for_image, for_text, valid = contrastive.hard_negatives(image, text, exclude, self.matching_negatives)
+        choices = [(for_image[:, j], for_text[:, j], valid[:, j]) for j in range(self.matching_negatives)]
+        tokens, mask, image_tokens = (y_pred[k] for k in ("text_tokens", "text_token_mask", "image_tokens"))
+        global_tokens, _ = contrastive.gather_global(tokens)
+        global_mask, _ = contrastive.gather_global(mask)
+        global_images, _ = contrastive.gather_global(image_tokens)
+        global_image, _ = contrastive.gather_global(image)
+        global_text, _ = contrastive.gather_global(text)
+        head = self.matching_head
+        wrong_images, wrong_texts, valids = [], [], []
+        take = contrastive.take_rows  # gradients reach the gathered rows of other replicas
+        for for_image, for_text, valid in choices:
+            other_image, other_text = take(global_image, for_text), take(global_text, for_image)
+            wrong_images.append(head(tokens, mask, take(global_images, for_text),
+                                     tf.reduce_sum(text * other_image, axis=-1), training=True))
+            wrong_texts.append(head(take(global_tokens, for_image), take(global_mask, for_image),
+                                    image_tokens, tf.reduce_sum(other_text * image, axis=-1), training=True))
+            valids.append(valid)
+        return contrastive.matching_loss(y_pred["match_logit"], wrong_images + wrong_texts, valids + valids)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         evaluating = self.evaluating
         if evaluating:
             self.retrieval_metrics.update_state(y, y_pred, sample_weight)
+            if self.matching_buffer is not None:
+                self.matching_buffer.update_state(y, y_pred, sample_weight)
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
         if not evaluating:  # training steps neither collect rows nor log the (empty) scores
             logs = {k: v for k, v in logs.items() if k not in self.retrieval_metrics.result_keys}
         return logs
+
+    def evaluate(self, x=None, *args, **kwargs):
+        """`keras.Model.evaluate`; with a matching head the logs add `reranked_text_to_image_recall@K`.
+
+        Those are the recalls after each caption's `rerank_candidates` most
+        similar images are re-ranked by the head (computed once, at the end,
+        from the rows' tokens; not shown by the progress bar or callbacks).
+        """
+        if self.matching_buffer is None:
+            return super().evaluate(x, *args, **kwargs)
+        return_dict = kwargs.pop("return_dict", False)
+        logs = super().evaluate(x, *args, return_dict=True, **kwargs)
+        logs.update(self._reranked_scores())
+        if return_dict:
+            return logs
+        names = [m.name for m in self.metrics if m.name in logs]  # Keras' list order: metrics, then sorted keys
+        return [logs[k] for k in names + sorted(k for k in logs if k not in names)]
+
+    def _reranked_scores(self):
+        metric = self.retrieval_metrics
+        rows = int(metric.count.numpy())
+        if rows == 0:
+            return {}
+        if rows > self.rerank_capacity:
+            warnings.warn(f"evaluate saw {rows} rows, more than rerank_capacity={self.rerank_capacity}: no "
+                          "re-ranked recalls (construct the model with a larger rerank_capacity).", stacklevel=3)
+            return {}
+        images = metric.query_buffer.numpy()[:rows]
+        texts = metric.gallery_buffer.numpy()[:rows]
+        groups = metric.group_buffer.numpy()[:rows]
+        distinct = np.flatnonzero(metric.first_buffer.numpy()[:rows] > 0.5)
+        tokens, mask, image_tokens = self.matching_buffer.rows()
+
+        def rescore(text_rows, image_rows):
+            return self._match_logits((tokens, mask, texts), (image_tokens[distinct], images[distinct]),
+                                      np.stack([text_rows, image_rows], 1))
+
+        scores = reranked_retrieval_scores(texts, images[distinct], rescore, self.rerank_candidates, groups,
+                                           groups[distinct], ks=metric.ks)
+        return {f"reranked_text_to_image_recall@{k}": float(scores[f"recall@{k}"]) for k in metric.ks}
 
     # --- inference helpers (raw inputs in, numpy out) --------------------------
 
@@ -165,6 +277,69 @@ class DualEncoder(ZooTask):
     def encode_audio(self, waveforms, batch_size=256, verbose="auto"):
         """Unit-length embeddings `[N, E]` of raw waveforms `[N, S]`."""
         return self._encode("audio", waveforms, batch_size, verbose)
+
+    def _require_matching_head(self):
+        if self.matching_head is None:
+            raise ValueError(
+                "This dual encoder has no image–text matching head to score pairs or re-rank with; build one "
+                "with matching_layers > 0, e.g. kerasmm.zoo.get('dual_encoder', matching_layers=1)."
+            )
+        return self.matching_head
+
+    def _tokens(self, modality, raw, batch_size):
+        """The `modality` tower's tokens (for text, and their mask) and embeddings of raw inputs, as numpy."""
+        keys = ["text_tokens", "text_token_mask", "text_embedding"] if modality == "text" else \
+            ["image_tokens", "image_embedding"]
+        # Cached outside Keras' attribute tracking, as `tower`'s sub-models.
+        models = self.__dict__.setdefault("_token_model_cache", {})
+        if modality not in models:
+            outputs = {key: self.backbone.output[key] for key in keys}
+            models[modality] = keras.Model(self.backbone.input[modality], outputs)
+        raw = np.asarray(raw) if not hasattr(raw, "shape") else raw
+        prepared = self.preprocessor.prepare(modality, raw) if self.preprocessor is not None else raw
+        out = models[modality].predict(prepared, batch_size=batch_size, verbose=0)
+        return tuple(np.asarray(out[key], np.float32) for key in keys)
+
+    def _match_logits(self, text, image, pairs, batch_size=256):
+        """The head's logits of `pairs` given `(tokens, mask, embeddings)` of the texts, `(tokens, embeddings)`
+        of the images."""
+        head = self._require_matching_head()
+        (text_tokens, text_mask, texts), (image_tokens, images) = text, image
+        logits = []
+        for start in range(0, len(pairs), batch_size):
+            t, i = pairs[start: start + batch_size, 0], pairs[start: start + batch_size, 1]
+            similarity = np.sum(texts[t] * images[i], axis=-1)
+            logits.append(np.asarray(head(text_tokens[t], text_mask[t], image_tokens[i], similarity)))
+        return np.concatenate(logits) if logits else np.zeros([0], np.float32)
+
+    def match(self, texts, images, pairs=None, batch_size=256):
+        """Match logits of (text, image) pairs from the matching head: positive means "the text describes it".
+
+        Without `pairs`, text i pairs with image i (as many texts as images);
+        `pairs` (int `[P, 2]`: text row, image row) scores any pairs, each
+        text and image encoded once. Needs a matching head (`matching_layers > 0`).
+        Returns float32 `[P]`; `1 / (1 + exp(-logit))` is the match probability.
+        """
+        self._require_matching_head()
+        batch_size = validation.positive_int("batch_size", batch_size)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if not texts or len(images) == 0:
+            raise ValueError("Nothing to match: give at least one text and one image.")
+        if pairs is None:
+            if len(texts) != len(images):
+                raise ValueError(f"Got {len(texts)} texts and {len(images)} images; without pairs= text i pairs "
+                                 "with image i, so give as many of each.")
+            pairs = np.stack([np.arange(len(texts))] * 2, axis=1)
+        pairs = np.asarray(pairs)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+            raise ValueError(f"pairs must be integer [P, 2] (text row, image row), got {pairs.dtype} {pairs.shape}.")
+        if pairs.size and (pairs.min() < 0 or pairs[:, 0].max() >= len(texts) or pairs[:, 1].max() >= len(images)):
+            raise ValueError(f"pairs index past the {len(texts)} texts or {len(images)} images.")
+        return self._match_logits(self._tokens("text", texts, batch_size), self._tokens("image", images, batch_size),
+                                  pairs, batch_size)
 
     def class_embeddings(self, class_names, templates=DEFAULT_TEMPLATES):
         """One unit vector per class: the mean of its prompt embeddings ("a photo of a {}."), renormalised."""
@@ -210,6 +385,10 @@ class DualEncoder(ZooTask):
                 "logit_bias": self.logit_bias,
                 "retrieval_capacity": self.retrieval_capacity,
                 "retrieval_groups": self.retrieval_groups,
+                "matching_weight": self.matching_weight,
+                "matching_negatives": self.matching_negatives,
+                "rerank_candidates": self.rerank_candidates,
+                "rerank_capacity": self.rerank_capacity,
             }
         )
         return config
