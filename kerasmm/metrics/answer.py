@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from kerasmm import validation
-from kerasmm.metrics.caption import _CaptionMetric, _graph_ops, _keep, _prepare, _to_width
+from kerasmm.metrics.caption import _graph_ops, _MeanOverExamples, _prepare, _to_width
 
 # What VQA's answer normalisation drops and rewrites (its evaluation script's article and number lists).
 ARTICLES = ("a", "an", "the")
@@ -48,7 +48,7 @@ def answer_normalisation(vocabulary):
 
 
 @keras.saving.register_keras_serializable(package="kerasmm")
-class VQAAccuracy(_CaptionMetric):
+class VQAAccuracy(_MeanOverExamples):
     """Mean VQA accuracy of generated answers: min(1, matching references / min(3, references)).
 
     Args:
@@ -76,8 +76,6 @@ class VQAAccuracy(_CaptionMetric):
             raise ValueError(f"equivalent_ids must be [from, to] pairs of ids, got {equivalent_ids!r}.")
         self.equivalent_ids = [[validation.non_negative_int("each id of equivalent_ids", i) for i in pair]
                                for pair in pairs]
-        self.total = self._sum("total")
-        self.count = self._sum("count")
 
     def _canonical(self, ids):
         ids = tf.convert_to_tensor(ids)
@@ -98,14 +96,7 @@ class VQAAccuracy(_CaptionMetric):
         matches = tf.reduce_sum(tf.cast(same_words & present & (reference_lengths == candidate_lengths[:, None]),
                                         tf.float64), axis=1)
         needed = tf.minimum(tf.reduce_sum(tf.cast(present, tf.float64), axis=1), float(FULL_CREDIT_MATCHES))
-        score = tf.minimum(tf.constant(1.0, tf.float64), matches / tf.maximum(needed, 1.0))
-        self.total.assign_add(tf.reduce_sum(_keep(keep, score)))
-        self.count.assign_add(tf.reduce_sum(tf.cast(keep, tf.float64)))
-
-    @_graph_ops
-    def result(self):
-        total, count = tf.convert_to_tensor(self.total), tf.convert_to_tensor(self.count)
-        return tf.cast(tf.math.divide_no_nan(total, count), self.dtype)
+        self._add_scores(tf.minimum(tf.constant(1.0, tf.float64), matches / tf.maximum(needed, 1.0)), keep)
 
     def get_config(self):
         config = super().get_config()

@@ -327,8 +327,26 @@ def _lcs_lengths(candidates, candidate_lengths, references, reference_lengths):
     return tf.reduce_max(tf.pad(row, [[0, 0], [0, 0], [1, 0]]), axis=-1)
 
 
+class _MeanOverExamples(_CaptionMetric):
+    """A caption metric whose result is the mean of one score per kept example (`_add_scores`)."""
+
+    def __init__(self, pad_id=0, end_id=None, ignore_ids=(), name=None, dtype=None):
+        super().__init__(pad_id, end_id, ignore_ids, name=name, dtype=dtype)
+        self.total = self._sum("total")
+        self.count = self._sum("count")
+
+    def _add_scores(self, scores, keep):
+        self.total.assign_add(tf.reduce_sum(_keep(keep, scores)))
+        self.count.assign_add(tf.reduce_sum(tf.cast(keep, tf.float64)))
+
+    @_graph_ops
+    def result(self):
+        total, count = tf.convert_to_tensor(self.total), tf.convert_to_tensor(self.count)
+        return tf.cast(tf.math.divide_no_nan(total, count), self.dtype)
+
+
 @keras.saving.register_keras_serializable(package="kerasmm")
-class RougeL(_CaptionMetric):
+class RougeL(_MeanOverExamples):
     """ROUGE-L on token ids, as pycocoevalcap's `Rouge` scores it.
 
     Per example, precision and recall of the longest common subsequence are
@@ -352,8 +370,6 @@ class RougeL(_CaptionMetric):
     def __init__(self, beta=1.2, pad_id=0, end_id=None, ignore_ids=(), name="rouge_l", dtype=None):
         super().__init__(pad_id, end_id, ignore_ids, name=name, dtype=dtype)
         self.beta = float(beta)
-        self.total = self._sum("total")
-        self.count = self._sum("count")
 
     @_graph_ops
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -366,13 +382,7 @@ class RougeL(_CaptionMetric):
         recall = tf.reduce_max(tf.math.divide_no_nan(lcs, tf.cast(reference_lengths, tf.float64)), axis=1)
         beta2 = self.beta**2
         score = tf.math.divide_no_nan((1 + beta2) * precision * recall, recall + beta2 * precision)
-        self.total.assign_add(tf.reduce_sum(_keep(keep, score)))
-        self.count.assign_add(tf.reduce_sum(tf.cast(keep, tf.float64)))
-
-    @_graph_ops
-    def result(self):
-        total, count = tf.convert_to_tensor(self.total), tf.convert_to_tensor(self.count)
-        return tf.cast(tf.math.divide_no_nan(total, count), self.dtype)
+        self._add_scores(score, keep)
 
     def get_config(self):
         config = super().get_config()

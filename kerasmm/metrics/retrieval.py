@@ -201,6 +201,26 @@ def _summarise(ranks, ks, prefix=""):
     return scores
 
 
+def _checked_inputs(query_embeddings, gallery_embeddings, query_groups, gallery_groups):
+    """`(queries, gallery, query_groups, gallery_groups)` as arrays, checked; without groups, row i matches row i."""
+    queries = _as_embeddings(query_embeddings, "query_embeddings")
+    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"Embedding widths differ: queries {queries.shape}, gallery {gallery.shape}.")
+    if (query_groups is None) != (gallery_groups is None):
+        raise ValueError("Pass both query_groups and gallery_groups, or neither.")
+    if query_groups is None:
+        if queries.shape[0] != gallery.shape[0]:
+            raise ValueError(
+                f"Without groups query i matches gallery item i, so the counts must agree: "
+                f"{queries.shape[0]} queries, {gallery.shape[0]} gallery items."
+            )
+        query_groups = gallery_groups = np.arange(queries.shape[0])
+    query_groups = _as_groups(query_groups, queries.shape[0], "query_groups")
+    gallery_groups = _as_groups(gallery_groups, gallery.shape[0], "gallery_groups")
+    return queries, gallery, query_groups, gallery_groups
+
+
 def retrieval_scores(query_embeddings, gallery_embeddings, query_groups=None, gallery_groups=None, ks=DEFAULT_KS):
     """Recall@K, mean and median rank of retrieving gallery items for each query.
 
@@ -227,21 +247,8 @@ def retrieval_scores(query_embeddings, gallery_embeddings, query_groups=None, ga
     ```
     """
     ks = _check_ks(ks)
-    queries = _as_embeddings(query_embeddings, "query_embeddings")
-    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
-    if queries.shape[1] != gallery.shape[1]:
-        raise ValueError(f"Embedding widths differ: queries {queries.shape}, gallery {gallery.shape}.")
-    if (query_groups is None) != (gallery_groups is None):
-        raise ValueError("Pass both query_groups and gallery_groups, or neither.")
-    if query_groups is None:
-        if queries.shape[0] != gallery.shape[0]:
-            raise ValueError(
-                f"Without groups query i matches gallery item i, so the counts must agree: "
-                f"{queries.shape[0]} queries, {gallery.shape[0]} gallery items."
-            )
-        query_groups = gallery_groups = np.arange(queries.shape[0])
-    query_groups = _as_groups(query_groups, queries.shape[0], "query_groups")
-    gallery_groups = _as_groups(gallery_groups, gallery.shape[0], "gallery_groups")
+    queries, gallery, query_groups, gallery_groups = _checked_inputs(
+        query_embeddings, gallery_embeddings, query_groups, gallery_groups)
     return _summarise(_numpy_ranks(queries, gallery, query_groups, gallery_groups), ks)
 
 
@@ -309,19 +316,8 @@ def reranked_retrieval_scores(query_embeddings, gallery_embeddings, rescore, can
     """
     ks = _check_ks(ks)
     candidates = validation.positive_int("candidates", candidates)
-    queries = _as_embeddings(query_embeddings, "query_embeddings")
-    gallery = _as_embeddings(gallery_embeddings, "gallery_embeddings")
-    if (query_groups is None) != (gallery_groups is None):
-        raise ValueError("Pass both query_groups and gallery_groups, or neither.")
-    if query_groups is None:
-        if queries.shape[0] != gallery.shape[0]:
-            raise ValueError(
-                f"Without groups query i matches gallery item i, so the counts must agree: "
-                f"{queries.shape[0]} queries, {gallery.shape[0]} gallery items."
-            )
-        query_groups = gallery_groups = np.arange(queries.shape[0])
-    query_groups = _as_groups(query_groups, queries.shape[0], "query_groups")
-    gallery_groups = _as_groups(gallery_groups, gallery.shape[0], "gallery_groups")
+    queries, gallery, query_groups, gallery_groups = _checked_inputs(
+        query_embeddings, gallery_embeddings, query_groups, gallery_groups)
     ranks = _numpy_ranks(queries, gallery, query_groups, gallery_groups, block_size)
     count = min(candidates, gallery.shape[0])
     for start in range(0, queries.shape[0], block_size):
