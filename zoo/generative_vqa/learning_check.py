@@ -53,9 +53,8 @@ def main():
     right = np.array([p == a for p, a in zip(predicted, answers)])
     kinds = np.array([question_type(q) for q in questions])
 
-    _, train_answers = kerasmm.data.shapes_arrays(num_examples=args.examples, **data)
-    train_questions, _ = kerasmm.data.shapes_arrays(num_examples=args.examples, **data)
-    train_kinds = [question_type(str(q)) for q in train_questions["text"]]
+    train_features, train_answers = kerasmm.data.shapes_arrays(num_examples=args.examples, **data)
+    train_kinds = [question_type(str(q)) for q in train_features["text"]]
     majority = collections.Counter(train_answers).most_common(1)[0][0]
     per_kind = {k: collections.Counter(a for a, t in zip(train_answers, train_kinds) if t == k).most_common(1)[0][0]
                 for k in set(train_kinds)}
