@@ -83,6 +83,10 @@ class CNNImageEncoder(_ImageEncoder):
         dropout: float. Dropout rate before the final 1x1 projection.
         pooling: "max" (default) or "avg": how `pooled` summarises the grid.
             Max pooling keeps small objects from being averaged away.
+        detail_grid: bool. Also return `"detail_sequence"`: the grid before
+            the last stage (twice as fine each way, the previous stage's
+            channels), which a dual encoder's matching head reads for shape
+            details the last grid has lost. Needs two stages or more.
 
     Example:
     ```python
@@ -94,12 +98,15 @@ class CNNImageEncoder(_ImageEncoder):
     ```
     """
 
-    def __init__(self, output_dim, filters=(32, 64, 128), dropout=0.0, pooling="max", **kwargs):
+    def __init__(self, output_dim, filters=(32, 64, 128), dropout=0.0, pooling="max", detail_grid=False, **kwargs):
         super().__init__(output_dim=output_dim, **kwargs)
         name = type(self).__name__
         self.pooling = validation.one_of(f"{name}: pooling", pooling, POOLINGS)
         self.filters = filters = validation.positive_ints(f"{name}: filters", filters)
         self.dropout = validation.rate(f"{name}: dropout", dropout)
+        self.detail_grid = validation.boolean(f"{name}: detail_grid", detail_grid)
+        if self.detail_grid and len(filters) < 2:
+            raise ValueError(f"{name}: detail_grid needs at least two stages (filters), got filters={list(filters)}.")
 
         self.convs = []
         self.norms = []
@@ -129,14 +136,21 @@ class CNNImageEncoder(_ImageEncoder):
 
     def call(self, inputs, training=None):
         x = inputs * 2.0 - 1.0
-        for conv, norm in zip(self.convs, self.norms):
+        detail = None
+        for index, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = ops.relu(norm(conv(x), training=training))
+            if self.detail_grid and index == len(self.convs) - 3:  # the end of the stage before the last
+                detail = x
         x = self.dropout_layer(x, training=training)
-        return _grid_outputs(self.projection(x), self.pooling)
+        outputs = _grid_outputs(self.projection(x), self.pooling)
+        if detail is not None:
+            outputs["detail_sequence"] = _grid_outputs(detail)["sequence"]
+        return outputs
 
     def get_config(self):
         config = super().get_config()
-        config.update({"filters": list(self.filters), "dropout": self.dropout, "pooling": self.pooling})
+        config.update({"filters": list(self.filters), "dropout": self.dropout, "pooling": self.pooling,
+                       "detail_grid": self.detail_grid})
         return config
 
 

@@ -86,6 +86,18 @@ def test_cnn_defaults_and_dynamic_image_size():
         assert out["sequence_mask"].shape == (2, tokens) and out["sequence_mask"].all()
 
 
+def test_cnn_detail_grid_is_the_stage_before_the_last():
+    encoder = CNNImageEncoder(output_dim=8, filters=[4, 6, 8], detail_grid=True)
+    out = encoder(_images(32, 32))
+    assert tuple(out["sequence"].shape) == (2, 4 * 4, 8)
+    assert tuple(out["detail_sequence"].shape) == (2, 8 * 8, 6)  # twice as fine, the middle stage's channels
+    again = CNNImageEncoder.from_config(encoder.get_config())
+    assert again.detail_grid is True and "detail_sequence" not in CNNImageEncoder(output_dim=8, filters=[8])(
+        _images(16, 16))
+    with pytest.raises(ValueError, match=r"detail_grid needs at least two stages \(filters\), got filters=\[8\]"):
+        CNNImageEncoder(output_dim=8, filters=[8], detail_grid=True)
+
+
 def test_cnn_mixed_precision():
     encoder = CNNImageEncoder(output_dim=8, filters=[8], dtype="mixed_float16")
     out = encoder(_images(16, 16))

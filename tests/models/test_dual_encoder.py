@@ -156,6 +156,10 @@ def test_evaluate_reports_reranked_recall_and_the_head_round_trips(matcher, tmp_
     matcher.save(path)
     loaded = keras.saving.load_model(path)
     assert loaded.backbone.matching_layers == 1 and loaded.rerank_candidates == 10
+    # The head reads the CNN's 16x16 detail grid before its 8x8 grid (32 px images, 2 stages).
+    assert out["image_tokens"].shape[1] == 16 * 16 + 8 * 8
+    np.testing.assert_array_equal(loaded.backbone.detail_projection.kernel.numpy(),
+                                  matcher.backbone.detail_projection.kernel.numpy())
     head, reloaded = matcher.matching_head, loaded.matching_head
     assert len(head.weights) == len(reloaded.weights) == 34  # 26 in the decoder block, 8 around it
     for weight, again in zip(head.weights, reloaded.weights):

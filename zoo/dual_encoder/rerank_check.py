@@ -8,7 +8,7 @@ head (`DualEncoder.match`). Captions repeat across images, so a retrieved
 image counts when it has the query's caption (as in `learning_check.py`).
 `--baseline` also trains the plain entry (no head) for the same epochs.
 
-Run: `.venv/bin/python zoo/dual_encoder/rerank_check.py [--epochs 10] [--held-out 500] [--rerank 3 10]`
+Run: `.venv/bin/python zoo/dual_encoder/rerank_check.py [--epochs 20] [--seed 0] [--held-out 500] [--rerank 3 10]`
 """
 
 import argparse
@@ -27,7 +27,7 @@ def recall_at(order, relevant, k):
 def train(entry, args, **overrides):
     import keras
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
     data = kerasmm.data.shapes(num_examples=args.examples, batch_size=args.batch_size, task="captioning",
                                shuffle=True)
     model = kerasmm.zoo.get(entry, **overrides)
@@ -41,8 +41,9 @@ def main():
     parser.add_argument("--entry", default="dual_encoder")
     parser.add_argument("--examples", type=int, default=4000)
     parser.add_argument("--held-out", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="the starting weights' and the shuffling's seed")
     parser.add_argument("--rerank", type=int, nargs="+", default=[3, 10],
                         help="images per caption the head re-ranks (one or more)")
     parser.add_argument("--matching-weight", type=float, default=1.0)

@@ -19,7 +19,9 @@ class DualEncoderBackbone(EncodersBackbone):
     holds an `ImageTextMatchingHead` (`matching_head`) and outputs the towers'
     tokens, `"text_tokens"` `[B, T, D]`, `"text_token_mask"` `[B, T]` (1.0 at
     real positions) and `"image_tokens"` `[B, N, Di]`, and `"match_logit"`
-    `[B]`, the head's logit for each row's own (text, image) pair.
+    `[B]`, the head's logit for each row's own (text, image) pair. An image
+    encoder that also gives a `"detail_sequence"` (the CNN's `detail_grid`)
+    adds that finer grid, projected to Di, before its own tokens.
 
     Args:
         encoders: dict with exactly two modalities, "text" and one of "image"
@@ -87,10 +89,16 @@ class DualEncoderBackbone(EncodersBackbone):
                 mask = keras.ops.ones_like(text["sequence"][:, :, 0])
             outputs["text_tokens"] = text["sequence"]
             outputs["text_token_mask"] = keras.ops.cast(mask, "float32")
-            outputs["image_tokens"] = image["sequence"]
+            image_tokens = image["sequence"]
+            if "detail_sequence" in image:
+                self.detail_projection = keras.layers.Dense(image_tokens.shape[-1], dtype=dtype,
+                                                            name="detail_projection")
+                image_tokens = keras.ops.concatenate([self.detail_projection(image["detail_sequence"]), image_tokens],
+                                                     axis=1)
+            outputs["image_tokens"] = image_tokens
             similarity = keras.ops.sum(outputs["text_embedding"] * outputs["image_embedding"], axis=-1)
-            outputs["match_logit"] = self.matching_head(text["sequence"], outputs["text_token_mask"],
-                                                        image["sequence"], similarity)
+            outputs["match_logit"] = self.matching_head(text["sequence"], outputs["text_token_mask"], image_tokens,
+                                                        similarity)
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===

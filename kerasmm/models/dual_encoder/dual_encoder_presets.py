@@ -32,6 +32,11 @@ TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weigh
 
 def build(**settings):
     """A compiled `DualEncoder` from an entry's settings (see `SETTINGS`)."""
+    image = (settings["encoders"] or {}).get("image")
+    if settings["matching_layers"] and isinstance(image, dict) and image.get("name") == "cnn":
+        # The matching head re-ranks better reading the CNN's finer grid too: shape details the last
+        # grid loses (zoo/dual_encoder/README.md).
+        settings = {**settings, "encoders": {**settings["encoders"], "image": {"detail_grid": True, **image}}}
     encoders, tokenizer = build_encoders(settings)
     backbone = DualEncoderBackbone(encoders=encoders, **input_sizes(settings, encoders),
                                    **component(settings, BACKBONE))
