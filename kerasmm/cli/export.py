@@ -60,7 +60,8 @@ def add_parser(subparsers):
     parser.add_argument("--jit-compile", action="store_true",
                         help="captioners: XLA-compile the decoding loop (the server then needs XLA)")
     parser.add_argument("--prompted", action="store_true",
-                        help="captioners: add caption_prompted(..., prompt), captions that continue a text prompt "
+                        help="captioners: add caption_prompted(..., prompt), captions that continue a text prompt, and "
+                             "write_from_prompt(prompt), from the prompt alone "
                              "(the server then needs tensorflow-text's ops)")
     parser.add_argument("--no-warmup", action="store_true", help="write no assets.extra warm-up requests")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")

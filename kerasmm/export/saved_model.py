@@ -55,7 +55,8 @@ def saved_model(model, export_dir, version=1, *, sampler=None, max_length=None, 
             lack it). Off by default: the graph then holds only ops with
             plain CPU and GPU kernels.
         prompted: captioners: also export `caption_prompted(..., prompt)`,
-            captions that continue a text prompt. Its in-graph tokenizer
+            captions that continue a text prompt, and `write_from_prompt(prompt)`,
+            from the prompt alone. Its in-graph tokenizer
             uses tensorflow-text ops, which the server must then have (the
             other captioner signatures need none).
         warmup_requests: write `assets.extra/tf_serving_warmup_requests`.

@@ -63,6 +63,10 @@ class ModalityDropout(keras.layers.Layer):
     Args:
         rate: float in [0, 1), the chance each present modality is hidden.
         seed: int seed.
+        drop_all_rate: float in [0, 1), the chance an example loses every
+            modality at once (after `rate`'s draw), for a model that must
+            also work with none of them (a captioner writing from its
+            prompt alone).
 
     Example:
     ```python
@@ -73,21 +77,26 @@ class ModalityDropout(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, rate=0.0, seed=None, **kwargs):
+    def __init__(self, rate=0.0, seed=None, drop_all_rate=0.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            raise ValueError(f"ModalityDropout: rate must be a float in [0, 1), got {rate!r}.")
+        for name, value in (("rate", rate), ("drop_all_rate", drop_all_rate)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"ModalityDropout: {name} must be a float in [0, 1), got {value!r}.")
         self.rate = float(rate)
+        self.drop_all_rate = float(drop_all_rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, masks, training=None):
         present = presence_matrix(masks, threshold=0.5)
         present = drop_modalities(present, self.rate, self.seed_generator, training=training)
+        if training and self.drop_all_rate > 0.0:
+            keep_any = keras.random.uniform(ops.shape(present)[:1], seed=self.seed_generator) >= self.drop_all_rate
+            present = present * ops.cast(keep_any, present.dtype)[:, None]
         return [present[:, i] for i in range(len(masks))]
 
     def compute_output_spec(self, masks, training=None):
         return [keras.KerasTensor(m.shape, dtype="float32") for m in masks]
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "drop_all_rate": self.drop_all_rate}

@@ -53,9 +53,12 @@ def test_the_vocabulary_and_settings_are_assets(exported):
 
 def test_warmup_requests_are_real_images(exported):
     records = warmup.read_requests(exported["path"])
-    assert [(name, signature, inputs["image_bytes"].shape) for name, signature, inputs in records] == [
-        ("captioner", "serving_default", (1,)), ("captioner", "serving_default", (2,)),
-        ("captioner", "caption_prompted", (1,)), ("captioner", "caption_prompted", (2,))]
+    assert [(name, signature, sorted(inputs), len(inputs["prompt" if "prompt" in inputs else "image_bytes"]))
+            for name, signature, inputs in records] == [
+        ("captioner", "serving_default", ["image_bytes"], 1), ("captioner", "serving_default", ["image_bytes"], 2),
+        ("captioner", "caption_prompted", ["image_bytes", "prompt"], 1),
+        ("captioner", "caption_prompted", ["image_bytes", "prompt"], 2),
+        ("captioner", "write_from_prompt", ["prompt"], 1), ("captioner", "write_from_prompt", ["prompt"], 2)]
     first, second = records[1][2]["image_bytes"]
     assert tf.io.is_jpeg(first).numpy() and second.startswith(b"\x89PNG")
 
@@ -104,6 +107,16 @@ def test_the_prompted_signature_continues_each_prompt_as_generate_does(exported)
         serve(image_bytes=tf.constant(image_bytes), prompt=tf.constant(["a", "a large red circle " * 4]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: element is empty or only white space"):
         serve(image_bytes=tf.constant(image_bytes), prompt=tf.constant(["a", " "]))
+
+
+def test_the_prompt_only_signature_writes_as_generate_does_with_no_inputs(exported):
+    model, serve = exported["model"], exported["loaded"].signatures["write_from_prompt"]
+    prompts = ["a large", "a small blue", "a"]
+    outputs = serve(prompt=tf.constant(prompts))
+    assert [c.decode() for c in outputs["captions"].numpy()] == model.generate(prompt=prompts)
+    assert np.isfinite(outputs["scores"].numpy()).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="prompt: element is empty or only white space"):
+        serve(prompt=tf.constant(["a", ""]))
 
 
 @pytest.mark.parametrize("image_bytes, message", [
@@ -171,7 +184,7 @@ def test_verify_loads_the_export_without_kerasmm(exported):
     # The prompted signature tokenises its prompts in the graph: tensorflow-text's ops (the unprompted
     # captioners of tests/integration/test_export.py need none).
     assert report["custom_ops"] == ["CaseFoldUTF8", "FastWordpieceTokenizeWithOffsets", "RegexSplitWithOffsets"]
-    assert report["xla_ops"] == [] and report["warmup_requests"] == 4
+    assert report["xla_ops"] == [] and report["warmup_requests"] == 6
     assert report["signatures"]["serving_default"]["inputs"] == {"image_bytes": {"dtype": "string", "shape": [None]}}
 
 

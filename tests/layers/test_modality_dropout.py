@@ -62,12 +62,30 @@ def test_modality_dropout_layer_keeps_one_per_example_and_matches_drop_modalitie
     np.testing.assert_array_equal(inference, np.stack([[1.0] * 64, [1.0, 0.0] * 32, [0.0] * 64], axis=1))
 
 
+def test_drop_all_rate_empties_whole_examples_only_while_training():
+    masks = [np.ones(400, "float32"), np.ones(400, "float32")]
+    layer = ModalityDropout(rate=0.0, drop_all_rate=0.5, seed=2)
+    out = np.stack([as_numpy(m) for m in layer(masks, training=True)], axis=1)
+    assert set(out.sum(axis=1)) == {0.0, 2.0}, "an example keeps all its modalities or loses all of them"
+    assert 0.4 < np.mean(out.sum(axis=1) == 0) < 0.6
+    np.testing.assert_array_equal(np.stack([as_numpy(m) for m in layer(masks, training=False)], axis=1), 1.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rate": 1.0}, "rate must be a float in \\[0, 1\\), got 1.0"),
+    ({"drop_all_rate": -0.1}, "drop_all_rate must be a float in \\[0, 1\\), got -0.1"),
+])
+def test_bad_rates_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModalityDropout(**kwargs)
+
+
 def test_modality_dropout_config_round_trip():
-    layer = ModalityDropout(rate=0.25, seed=9, name="md")
+    layer = ModalityDropout(rate=0.25, seed=9, drop_all_rate=0.1, name="md")
     config = layer.get_config()
-    assert config["rate"] == 0.25 and config["seed"] == 9
+    assert config["rate"] == 0.25 and config["seed"] == 9 and config["drop_all_rate"] == 0.1
     clone = ModalityDropout.from_config(config)
-    assert (clone.rate, clone.seed) == (0.25, 9)
+    assert (clone.rate, clone.seed, clone.drop_all_rate) == (0.25, 9, 0.1)
 
 
 def test_fusion_presence_uses_the_same_dropout():

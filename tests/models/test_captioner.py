@@ -15,7 +15,8 @@ from kerasmm.losses.sequence import SmoothedSparseCrossentropy
 @pytest.fixture(scope="module")
 def captioner():
     keras.utils.set_random_seed(1)
-    model = kerasmm.zoo.get("tiny_captioner", sequence_length=12)
+    # context_dropout: some training examples are text alone (no image).
+    model = kerasmm.zoo.get("tiny_captioner", sequence_length=12, context_dropout=0.2)
     model.fit(captions(8), epochs=1, verbose=0)
     return model
 
@@ -151,6 +152,7 @@ def test_round_trip_keeps_generate(captioner, tmp_path):
     captioner.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(loaded, Captioner)
+    assert loaded.backbone.modality_dropout.drop_all_rate == 0.2
     batch = images(2)
     np.testing.assert_array_equal(
         loaded.generate(batch, return_tokens=True), captioner.generate(batch, return_tokens=True)
@@ -178,7 +180,21 @@ def test_crossmodal_lm_generates_from_each_subset_of_its_modalities():
     for name, x in subsets.items():
         prompted = model.generate(x, max_length=8, prompt="a small")
         assert all(c.startswith("a small") for c in prompted), name
+    # Or text alone: one caption per prompt, whatever the masked placeholders hold (cross-attention sees none).
+    alone = model.generate(prompt=["a small", "a large red"], max_length=8, return_tokens=True)
+    assert [c.split()[:2] for c in model.detokenize(alone)] == [["a", "small"], ["a", "large"]]
+    noise = np.random.default_rng(0)
+    hidden = {"image": noise.random((2, 32, 32, 3)).astype("float32"), "image_mask": np.zeros(2, "float32"),
+              "audio": noise.normal(size=(2, 1600)).astype("float32"), "audio_mask": np.zeros(2, "float32")}
+    np.testing.assert_array_equal(
+        model.generate(hidden, prompt=["a small", "a large red"], max_length=8, return_tokens=True), alone)
+    assert model.generate(prompt="a", max_length=8)[0].startswith("a")
     assert kerasmm.zoo.entry("audio_visual_captioner").config == kerasmm.zoo.entry("crossmodal_lm").config
+
+
+def test_generate_needs_inputs_or_a_prompt(captioner):
+    with pytest.raises(ValueError, match="generate needs inputs .* or a prompt"):
+        captioner.generate()
 
 
 def test_label_smoothing_loss_matches_its_definition():
@@ -222,6 +238,8 @@ def test_bad_architecture_is_refused():
         kerasmm.zoo.get("tiny_captioner", encoders={"text": {"name": "bow", "output_dim": 16}})
     with pytest.raises(ValueError, match="divisible by num_heads"):
         kerasmm.zoo.get("tiny_captioner", hidden_dim=10, num_heads=4)
+    with pytest.raises(ValueError, match=r"context_dropout must be a float in \[0, 1\)"):
+        kerasmm.zoo.get("tiny_captioner", context_dropout=1.0)
     with pytest.raises(ValueError, match="no '\\[START\\]' token"):
         kerasmm.zoo.get("tiny_captioner", vocabulary=["[PAD]", "[UNK]", "a", "b"])
 

@@ -40,6 +40,12 @@ class CaptionerBackbone(EncodersBackbone):
         modality_dropout: float, the chance that training hides a context
             modality of an example (never all of them), so that a
             multi-modality model learns to caption from any subset.
+        context_dropout: float, the chance that training hides every
+            context modality of an example, so that the decoder also trains
+            on writing from its prompt (text) alone. An example with no
+            modality present attends to nothing (Keras' masked softmax
+            gives a fully masked row zero weights): its cross-attention adds
+            only the output bias, whatever the placeholders hold.
         image_size: (height, width), needed with an image encoder.
         audio_length: int samples, needed with an audio encoder.
 
@@ -69,6 +75,7 @@ class CaptionerBackbone(EncodersBackbone):
         num_encoder_layers=0,
         dropout=0.1,
         modality_dropout=0.0,
+        context_dropout=0.0,
         image_size=None,
         audio_length=None,
         dtype=None,
@@ -88,6 +95,7 @@ class CaptionerBackbone(EncodersBackbone):
         if hidden_dim % num_heads:
             raise ValueError(f"{name}: hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads}).")
         dropout = validation.rate(f"{name}: dropout", dropout)
+        context_dropout = validation.rate(f"{name}: context_dropout", context_dropout)
         built = resolve_encoders(encoders, slot="context")
         unknown = [m for m in built if m not in CONTEXT_MODALITIES]
         if unknown:
@@ -111,7 +119,9 @@ class CaptionerBackbone(EncodersBackbone):
         }
         # One learned position table per modality, sized by its token count at the first (symbolic) call.
         self.context_positions = {}
-        self.modality_dropout = ModalityDropout(modality_dropout, dtype=dtype, name="modality_dropout")
+        self.modality_dropout = ModalityDropout(
+            modality_dropout, drop_all_rate=context_dropout, dtype=dtype, name="modality_dropout"
+        )
         self.context_encoder_layers = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim, num_heads, dropout=dropout, normalize_first=True, dtype=dtype,
@@ -230,6 +240,7 @@ class CaptionerBackbone(EncodersBackbone):
                 "num_encoder_layers": self.num_encoder_layers,
                 "dropout": self.dropout,
                 "modality_dropout": self.modality_dropout.rate,
+                "context_dropout": self.modality_dropout.drop_all_rate,
             }
         )
         return config

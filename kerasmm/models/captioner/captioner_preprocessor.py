@@ -34,6 +34,9 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
     `prompt_feature="text"` the prompt is `features["text"]` (a question, in
     the layout of the VQA readers) and the captions (answers) are the targets.
 
+    With a prompt (or captions) and no context feature at all, every
+    context modality is absent: text alone.
+
     Args:
         modalities: context modalities, a subset of ("image", "audio").
         tokenizer: a keras_hub tokenizer whose vocabulary has `start_token`
@@ -117,7 +120,11 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         if captions is None and y is not None:
             captions = y
         context = {k: v for k, v in x.items() if k not in TEXT_FEATURES}
-        features = super().call(context)
+        text = prompts if prompts is not None else captions
+        if text is not None and not any(m in context for m in self.modalities):
+            features = self.no_context(tf.shape(_strings(text, "Prompts" if prompts is not None else "Captions"))[0])
+        else:
+            features = super().call(context)
         if captions is None:
             if prompts is not None:
                 features["tokens"] = self.prompt_ids(prompts)
@@ -135,6 +142,14 @@ class CaptionerPreprocessor(MultimodalPreprocessor):
         if sample_weight is not None:
             weights *= tf.reshape(tf.cast(sample_weight, "float32"), (-1, 1))
         return features, next_tokens, weights
+
+    def no_context(self, batch):
+        """Features of `batch` examples with every context modality absent (zero-filled, masked)."""
+        features = {}
+        for m in self.modalities:
+            features[m] = self._placeholder(m, batch)
+            features[f"{m}_mask"] = tf.zeros((batch,))
+        return features
 
     def caption_ids(self, captions, prompts=None):
         """`[B, sequence_length + 1]` int32 ids of `[START] prompt caption [END]`, padded (and cut) to length."""

@@ -24,6 +24,8 @@ SETTINGS = {
     "num_encoder_layers": 0,
     "dropout": 0.1,
     "modality_dropout": 0.0,
+    # The chance training hides all of an example's image and audio, so the model can write from text alone.
+    "context_dropout": 0.0,
     "image_size": 32,
     "sequence_length": 16,
     "audio_length": 4000,
@@ -40,7 +42,7 @@ SETTINGS = {
 }
 # The settings each component takes as they are.
 BACKBONE = ("hidden_dim", "num_layers", "num_heads", "intermediate_dim", "num_encoder_layers", "dropout",
-            "modality_dropout", "sequence_length")
+            "modality_dropout", "context_dropout", "sequence_length")
 TASK = ("label_smoothing", "sampler", "generate_jit_compile")
 
 
@@ -75,7 +77,8 @@ PRESETS = [
     {
         "names": ["crossmodal_lm", "audio_visual_captioner"],
         "description": "A language model whose decoder attends to image tokens, audio (log-mel) tokens or both, "
-        "whichever are present; modality dropout teaches it every subset.",
+        "whichever are present, and continues a text prompt (text alone too); modality dropout teaches it "
+        "every subset of image and audio.",
         "full": {
             "encoders": {
                 "image": {"name": "cnn", "output_dim": 128, "filters": [32, 64]},
@@ -94,7 +97,8 @@ PRESETS = [
             "modality_dropout": 0.3,
             "audio_length": 1600,
         },
-    },    {
+    },
+    {
         "names": ["generative_vqa"],
         "description": "Answers free-form questions: the question is the prompt of the captioner's decoder, "
         "the answer is generated after it (prefix LM); scored with VQA accuracy, exported as bytes + question.",

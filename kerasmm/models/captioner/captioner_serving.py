@@ -7,7 +7,9 @@
   (e.g. `caption_image(image_bytes)`) for each one alone, same outputs.
 - exported with `prompted=True`, `caption_prompted(image_bytes,
   [audio_bytes], prompt)`: captions that continue each row's `prompt` string
-  (as `Captioner.generate(prompt=...)`), scored on the words written after it.
+  (as `Captioner.generate(prompt=...)`), scored on the words written after it;
+  and `write_from_prompt(prompt)`: the same from the prompt alone, no image or
+  audio (as `Captioner.generate(prompt=...)` with no inputs).
 - a question answerer (`GenerativeVQA`): only `serving_default(image_bytes,
   [audio_bytes], question)` → `answers` `[B]` (the words written after the
   question, as `GenerativeVQA.answer`), `scores` `[B]` (on those words).
@@ -34,6 +36,7 @@ from kerasmm.generation import attach_punctuation
 from kerasmm.models.captioner.captioner_task import PROMPT_TOKENS, without_prompt
 
 PROMPTED_SIGNATURE = "caption_prompted"
+PROMPT_ONLY_SIGNATURE = "write_from_prompt"
 
 
 def caption_scores(model, context, tokens, start_id, end_id, given=None):
@@ -141,7 +144,8 @@ def serving_signatures(model, module, staging, sample_rate, sampler=None, max_le
         def body(request):
             features = raw_features(preprocessor, subset, request, sample_rate)
             if prompt_input:
-                prompts = raw.same_batch_size({raw.INPUT_NAMES[subset[0]]: request[raw.INPUT_NAMES[subset[0]]],
+                first = {raw.INPUT_NAMES[m]: request[raw.INPUT_NAMES[m]] for m in subset[:1]}
+                prompts = raw.same_batch_size({**first,
                                                prompt_input: raw.checked_text(request[prompt_input], prompt_input)})
                 features[preprocessor.prompt_feature] = prompts[prompt_input]
             context = preprocessor(features)
@@ -176,6 +180,8 @@ def serving_signatures(model, module, staging, sample_rate, sampler=None, max_le
         if prompted:
             functions[PROMPTED_SIGNATURE] = signature_function(
                 [*inputs, raw.PROMPT_INPUT], caption(modalities, raw.PROMPT_INPUT), PROMPTED_SIGNATURE)
+            functions[PROMPT_ONLY_SIGNATURE] = signature_function(
+                [raw.PROMPT_INPUT], caption([], raw.PROMPT_INPUT), PROMPT_ONLY_SIGNATURE)
     sampler_name = sampler if isinstance(sampler, str) else type(sampler).__name__
     deterministic = sampler_name.lower().replace("sampler", "") in ("greedy", "beam")
     extra = {

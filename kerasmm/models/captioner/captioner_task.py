@@ -344,7 +344,7 @@ class Captioner(ZooTask):
             )
         return max_length
 
-    def generate(self, inputs, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False, *,
+    def generate(self, inputs=None, max_length=None, sampler=None, num_beams=4, batch_size=32, return_tokens=False, *,
                  prompt=None, include_prompt=True, temperature=None, top_k=None, top_p=None, seed=None,
                  jit_compile=None):
         """Captions for `inputs`: a list of str (or int token ids with `return_tokens`).
@@ -353,7 +353,10 @@ class Captioner(ZooTask):
             inputs: images `[B, H, W, 3]` (uint8 or float in [0, 1], any size),
                 a dict of raw context features (`"image"`, `"audio"`; a
                 missing modality is masked out), or a `tf.data.Dataset` of
-                such batches (targets, if any, are ignored).
+                such batches (targets, if any, are ignored). None with a
+                `prompt`: write from the prompt alone, no image or audio
+                (one caption per prompt; `context_dropout` > 0 trains a
+                model on such examples too).
             max_length: decoder positions to use, start token included
                 (default and maximum: the model's `sequence_length`).
             sampler: "greedy", "beam", "random", "top_k", "top_p" or a
@@ -388,6 +391,7 @@ class Captioner(ZooTask):
         ```python
         model.generate(images, top_p=0.9, temperature=0.7, seed=1)
         model.generate(images, prompt="a large")   # ["a large red circle", ...]
+        model.generate(prompt=["a large", "a small"])  # text alone: no image or audio
         ```
         """
         sampler = generation.resolve_sampler(sampler, self.sampler, num_beams=num_beams, temperature=temperature,
@@ -410,6 +414,9 @@ class Captioner(ZooTask):
         return tokens if return_tokens else self.detokenize(tokens)
 
     def _raw_batches(self, inputs, batch_size, prompt=None):
+        if inputs is None:
+            inputs = self._text_only_inputs(prompt)
+            prompt = [prompt] if isinstance(prompt, str) else prompt
         if prompt is not None and not isinstance(prompt, str):
             if isinstance(inputs, tf.data.Dataset):
                 raise ValueError("With a dataset, give one prompt string for every row, or per-row prompts as "
@@ -430,6 +437,8 @@ class Captioner(ZooTask):
             inputs = {"image": inputs}
         inputs = {k: np.asarray(v) for k, v in inputs.items()}
         total = len(next(iter(inputs.values()))) if inputs else 0
+        if not inputs and isinstance(prompt, list):  # text alone: one row per prompt
+            total = len(prompt)
         if total == 0:
             raise ValueError("generate got an empty batch: no images or audio to caption.")
         if isinstance(prompt, list) and len(prompt) != total:
@@ -440,6 +449,13 @@ class Captioner(ZooTask):
                                                     dtype=object)
         for start in range(0, total, batch_size):
             yield {k: v[start : start + batch_size] for k, v in inputs.items()}
+
+    @staticmethod
+    def _text_only_inputs(prompt):
+        """The (empty) context of a generation from prompts alone."""
+        if prompt is None:
+            raise ValueError("generate needs inputs (images, audio or a dataset), or a prompt to write from alone.")
+        return {}
 
     @property
     def _prompt_feature(self):
