@@ -6,6 +6,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import kerasmm
 from kerasmm.models.captioner.captioner_task import Captioner
@@ -188,6 +189,8 @@ def test_crossmodal_lm_generates_from_each_subset_of_its_modalities():
               "audio": noise.normal(size=(2, 1600)).astype("float32"), "audio_mask": np.zeros(2, "float32")}
     np.testing.assert_array_equal(
         model.generate(hidden, prompt=["a small", "a large red"], max_length=8, return_tokens=True), alone)
+    prompts_only = tf.data.Dataset.from_tensor_slices({"prompt": ["a small", "a large red"]}).batch(2)
+    assert model.generate(prompts_only, max_length=8) == model.detokenize(alone)
     assert model.generate(prompt="a", max_length=8)[0].startswith("a")
     assert kerasmm.zoo.entry("audio_visual_captioner").config == kerasmm.zoo.entry("crossmodal_lm").config
 
