@@ -60,6 +60,8 @@ def drop_modalities(present, rate, seed_generator, training=True):
 class ModalityDropout(keras.layers.Layer):
     """Drops presence flags `[B]` of several modalities while training, keeping at least one per example.
 
+    Except with `drop_all_rate`, which also hides all of them at once.
+
     Args:
         rate: float in [0, 1), the chance each present modality is hidden.
         seed: int seed.

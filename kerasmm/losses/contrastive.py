@@ -23,6 +23,7 @@ contrastive.info_nce(a, a, logit_scale=np.log(10.0))   # small: pairs match
 
 import math
 
+import keras
 import tensorflow as tf
 
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -170,6 +171,37 @@ def hard_negatives(a, b, exclude=None, count=1):
     _, for_b = tf.math.top_k(b_to_a, count)
     valid = values > tf.float32.min
     return tf.minimum(for_a, columns - 1), tf.minimum(for_b, columns - 1), valid
+
+
+def swap_two_tokens(ids, seed_generator):
+    """`(swapped, valid)`: each row of `ids` `[B, L]` with two of its tokens (non-zero ids) swapped.
+
+    The two positions are drawn uniformly among the row's tokens, which
+    precede its padding (0). `valid` `[B]` is False where the row has fewer
+    than two tokens or the two are equal; such a row is returned unchanged.
+
+    Example:
+    ```python
+    import keras
+    import numpy as np
+    from kerasmm.losses import contrastive
+    contrastive.swap_two_tokens(np.array([[5, 6, 7, 0]]), keras.random.SeedGenerator(1))
+    ```
+    """
+    ids = tf.convert_to_tensor(ids)
+    count = tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1)
+    draws = keras.random.uniform((2, tf.shape(ids)[0]), seed=seed_generator)
+    first = tf.cast(draws[0] * tf.cast(count, tf.float32), tf.int32)
+    second = tf.cast(draws[1] * tf.cast(tf.maximum(count - 1, 1), tf.float32), tf.int32)
+    second += tf.cast(second >= first, tf.int32)  # a different position
+    length = tf.shape(ids)[1]
+    at_first = tf.one_hot(tf.minimum(first, length - 1), length, dtype=ids.dtype)
+    at_second = tf.one_hot(tf.minimum(second, length - 1), length, dtype=ids.dtype)
+    first_id = tf.reduce_sum(ids * at_first, axis=1, keepdims=True)
+    second_id = tf.reduce_sum(ids * at_second, axis=1, keepdims=True)
+    swapped = ids + (at_first - at_second) * (second_id - first_id)
+    valid = (count >= 2) & (first_id[:, 0] != second_id[:, 0])
+    return tf.where(valid[:, None], swapped, ids), valid
 
 
 def matching_loss(positive, negatives, valid):

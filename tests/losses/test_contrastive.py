@@ -88,6 +88,20 @@ def test_hard_negatives_take_the_most_similar_other_rows_both_ways_and_skip_excl
     assert valid.tolist() == [[True, False, False]] * 2 and for_a.max() <= 1
 
 
+def test_swap_two_tokens_swaps_two_of_each_rows_tokens_and_flags_unchanged_rows():
+    import keras
+
+    ids = np.array([[5, 6, 7, 8, 0, 0], [4, 4, 0, 0, 0, 0], [9, 0, 0, 0, 0, 0], [3, 1, 2, 0, 0, 0]] * 8, "int32")
+    swapped, valid = (np.asarray(t) for t in contrastive.swap_two_tokens(ids, keras.random.SeedGenerator(2)))
+    changed = (swapped != ids).sum(axis=1)
+    assert set(changed[valid]) == {2} and set(changed[~valid]) == {0}
+    assert not valid[1::4].any() and not valid[2::4].any()  # two equal tokens; a single token
+    assert valid[0::4].all() and valid[3::4].all()
+    np.testing.assert_array_equal(np.sort(swapped, axis=1), np.sort(ids, axis=1))  # the same tokens
+    np.testing.assert_array_equal(swapped[:, 4:], 0)  # padding stays where it is
+    assert len({tuple(row) for row in swapped[0::4]}) > 3  # positions drawn anew for each row
+
+
 def test_matching_loss_is_binary_cross_entropy_over_the_counted_logits():
     positive, wrong_a, wrong_b = np.array([2.0, -1.0]), np.array([0.5, 3.0]), np.array([-2.0, 1.0])
     valid = np.array([True, False])

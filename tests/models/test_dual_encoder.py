@@ -133,6 +133,26 @@ def test_matching_loss_trains_the_head_on_hard_negatives_that_skip_duplicate_cap
                                                 [False, False, True, False], [False, False, False, True]]
 
 
+def test_swap_negatives_add_the_captions_with_two_tokens_swapped(monkeypatch):
+    from kerasmm.losses import contrastive
+
+    model = kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_swaps=2)
+    assert type(model).from_config(model.get_config()).matching_swaps == 2
+    features, captions = kerasmm.data.shapes_arrays(num_examples=4, task="captioning")
+    x = {"image": model.preprocessor.prepare("image", features["image"]),
+         "text": model.preprocessor.prepare("text", captions)}
+    swaps, negatives = [], []
+    swap, loss = contrastive.swap_two_tokens, contrastive.matching_loss
+    monkeypatch.setattr(contrastive, "swap_two_tokens", lambda ids, seed: swaps.append(swap(ids, seed)) or swaps[-1])
+    monkeypatch.setattr(contrastive, "matching_loss", lambda p, n, v: negatives.append((n, v)) or loss(p, n, v))
+    model.compute_loss(x, None, model(x, training=True))
+    logits, valid = negatives[0]
+    assert len(swaps) == 2 and len(logits) == 2 * 3 + 2  # hard negatives both ways, then the swaps
+    for (swapped, flags), given in zip(swaps, valid[-2:]):
+        np.testing.assert_array_equal(np.asarray(given), np.asarray(flags))
+        np.testing.assert_array_equal(np.asarray(flags), (np.asarray(swapped) != np.asarray(x["text"])).any(axis=1))
+
+
 def test_evaluate_reports_reranked_recall_and_the_head_round_trips(matcher, tmp_path):
     from kerasmm.metrics import reranked_retrieval_scores
 
@@ -178,5 +198,7 @@ def test_matching_mistakes_are_clear_errors(model, matcher):
         kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_heads=3)
     with pytest.raises(ValueError, match="matching_weight"):
         kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_weight=-1.0)
+    with pytest.raises(ValueError, match="matching_swaps"):
+        kerasmm.zoo.get("tiny_dual_encoder", matching_layers=1, matching_swaps=-1)
     with pytest.raises(ValueError, match="matching head needs an image tower"):
         kerasmm.zoo.get("tiny_audio_text_dual_encoder", matching_layers=1)

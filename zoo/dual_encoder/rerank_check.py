@@ -49,6 +49,8 @@ def main():
     parser.add_argument("--matching-weight", type=float, default=1.0)
     parser.add_argument("--matching-layers", type=int, default=1)
     parser.add_argument("--matching-negatives", type=int, default=3)
+    parser.add_argument("--matching-swaps", type=int, default=0,
+                        help="negatives per pair made by swapping two tokens of its caption")
     parser.add_argument("--baseline", action="store_true", help="also train the entry without the head")
     args = parser.parse_args()
 
@@ -58,7 +60,8 @@ def main():
     chance = float(same_caption.sum(axis=1).mean() / len(captions))
 
     model, seconds = train(args.entry, args, matching_layers=args.matching_layers,
-                           matching_weight=args.matching_weight, matching_negatives=args.matching_negatives)
+                           matching_weight=args.matching_weight, matching_negatives=args.matching_negatives,
+                           matching_swaps=args.matching_swaps)
     similarity = model.encode_text(captions) @ model.encode_image(features["image"]).T
     order = np.argsort(-similarity, axis=1, kind="stable")
     candidates = max(args.rerank)
@@ -66,8 +69,8 @@ def main():
     pairs = np.stack([np.repeat(np.arange(len(captions)), candidates), top.reshape(-1)], axis=1)
     logits = model.match(captions, features["image"], pairs=pairs).reshape(top.shape)
 
-    print(f"\n{args.entry} with matching_layers={args.matching_layers}, matching_negatives={args.matching_negatives} "
-          f"on shapes: {args.examples} training pairs, {args.epochs} epochs, batch {args.batch_size}, {seconds:.0f} s "
+    print(f"\n{args.entry} with matching_layers={args.matching_layers}, matching_negatives={args.matching_negatives}, "
+          f"matching_swaps={args.matching_swaps} on shapes: {args.examples} training pairs, {args.epochs} epochs, batch {args.batch_size}, {seconds:.0f} s "
           f"of training; {args.held_out} held-out pairs")
     # One shape ("a small red circle") or two ("... left of a large blue square"): the head's errors differ.
     two_shapes = np.array([any(f" {r} " in c for r in kerasmm.data.RELATIONS) for c in captions])

@@ -22,11 +22,12 @@ SETTINGS = {
     "matching_heads": 2,
     "matching_weight": 1.0,
     "matching_negatives": 3,
+    "matching_swaps": 0,
     "rerank_candidates": 10,
 }
 # The settings each component takes as they are.
 BACKBONE = ("embedding_dim", "sequence_length", "matching_layers", "matching_heads")
-TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives",
+TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives", "matching_swaps",
         "rerank_candidates")
 
 

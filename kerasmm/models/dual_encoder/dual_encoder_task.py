@@ -54,6 +54,11 @@ class DualEncoder(ZooTask):
             a text's most similar other images, an image's most similar other
             texts; rows with the same caption tokens are never negatives of
             each other.
+        matching_swaps: int >= 0, negatives per pair made from its own
+            caption with two of its tokens swapped ("a red circle above a
+            blue square" → "a blue circle above a red square"), for the
+            head to learn which word goes where: word-order hard negatives,
+            as in NegCLIP. A swap of two equal tokens is no negative.
         rerank_candidates: int, with a matching head `evaluate` also reports
             `reranked_text_to_image_recall@K`: each caption's top
             `rerank_candidates` images re-ranked by the head.
@@ -79,13 +84,14 @@ class DualEncoder(ZooTask):
 
     def __init__(self, backbone, preprocessor=None, loss="contrastive", logit_scale=CLIP_LOGIT_SCALE,
                  logit_bias=-10.0, retrieval_capacity=10000, retrieval_groups="rows", matching_weight=1.0,
-                 matching_negatives=3, rerank_candidates=10, rerank_capacity=2000, **kwargs):
+                 matching_negatives=3, matching_swaps=0, rerank_candidates=10, rerank_capacity=2000, **kwargs):
         if not isinstance(backbone, self.backbone_cls):
             raise ValueError(f"backbone must be a {self.backbone_cls.__name__}, got {type(backbone).__name__}.")
         validation.one_of("retrieval_groups", retrieval_groups, ("rows", "targets"))
         validation.one_of("loss", loss, contrastive.LOSSES)
         matching_weight = validation.non_negative_number("matching_weight", matching_weight)
         matching_negatives = validation.positive_int("matching_negatives", matching_negatives)
+        matching_swaps = validation.non_negative_int("matching_swaps", matching_swaps)
         rerank_candidates = validation.positive_int("rerank_candidates", rerank_candidates)
         rerank_capacity = validation.positive_int("rerank_capacity", rerank_capacity)
         # === Layers ===
@@ -125,6 +131,8 @@ class DualEncoder(ZooTask):
         self.retrieval_groups = retrieval_groups
         self.matching_weight = matching_weight
         self.matching_negatives = matching_negatives
+        self.matching_swaps = matching_swaps
+        self.swap_seed_generator = keras.random.SeedGenerator(0) if matching_swaps and self.matching_head else None
         self.rerank_candidates = rerank_candidates
         self.rerank_capacity = rerank_capacity
 
@@ -186,7 +194,27 @@ class DualEncoder(ZooTask):
             wrong_texts.append(head(take(global_tokens, for_image), take(global_mask, for_image),
                                     image_tokens, tf.reduce_sum(other_text * image, axis=-1), training=True))
             valids.append(valid)
-        return contrastive.matching_loss(y_pred["match_logit"], wrong_images + wrong_texts, valids + valids)
+        swapped, swap_valids = self._swapped_caption_logits(x, image, image_tokens)
+        return contrastive.matching_loss(y_pred["match_logit"], wrong_images + wrong_texts + swapped,
+                                         valids + valids + swap_valids)
+
+    def _swapped_caption_logits(self, x, image, image_tokens):
+        """`(logits, valid)` lists: the head on each pair's caption with two tokens swapped, `matching_swaps` times."""
+        if not self.matching_swaps or not (isinstance(x, dict) and "text" in x):
+            return [], []
+        ids = tf.convert_to_tensor(x["text"])
+        backbone = self.backbone
+        logits, valids = [], []
+        for _ in range(self.matching_swaps):
+            swapped, valid = contrastive.swap_two_tokens(ids, self.swap_seed_generator)
+            text = backbone.encoder_layers["text"](swapped, training=True)
+            embedding = backbone.normalizations["text"](backbone.projections["text"](text["pooled"]))
+            mask = text.get("sequence_mask")
+            mask = tf.ones_like(text["sequence"][:, :, 0]) if mask is None else tf.cast(mask, text["sequence"].dtype)
+            logits.append(self.matching_head(text["sequence"], mask, image_tokens,
+                                             tf.reduce_sum(embedding * image, axis=-1), training=True))
+            valids.append(valid)
+        return logits, valids
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         evaluating = self.evaluating
@@ -387,6 +415,7 @@ class DualEncoder(ZooTask):
                 "retrieval_groups": self.retrieval_groups,
                 "matching_weight": self.matching_weight,
                 "matching_negatives": self.matching_negatives,
+                "matching_swaps": self.matching_swaps,
                 "rerank_candidates": self.rerank_candidates,
                 "rerank_capacity": self.rerank_capacity,
             }
