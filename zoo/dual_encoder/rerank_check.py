@@ -6,9 +6,11 @@ captions: text→image recall@1/5 of the dual encoder's cosine similarity
 alone, and after each caption's top `--rerank` images are re-ranked by the
 head (`DualEncoder.match`). Captions repeat across images, so a retrieved
 image counts when it has the query's caption (as in `learning_check.py`).
-`--baseline` also trains the plain entry (no head) for the same epochs.
+`--baseline` also trains the plain entry (no head) for the same epochs;
+`--matching-swaps N` adds the word-order negatives (`matching_swaps`).
 
-Run: `.venv/bin/python zoo/dual_encoder/rerank_check.py [--epochs 20] [--seed 0] [--held-out 500] [--rerank 3 10]`
+Run: `.venv/bin/python zoo/dual_encoder/rerank_check.py [--epochs 20] [--seed 0] [--held-out 500] [--rerank 3 10]
+[--matching-swaps 2]`
 """
 
 import argparse
@@ -70,8 +72,8 @@ def main():
     logits = model.match(captions, features["image"], pairs=pairs).reshape(top.shape)
 
     print(f"\n{args.entry} with matching_layers={args.matching_layers}, matching_negatives={args.matching_negatives}, "
-          f"matching_swaps={args.matching_swaps} on shapes: {args.examples} training pairs, {args.epochs} epochs, batch {args.batch_size}, {seconds:.0f} s "
-          f"of training; {args.held_out} held-out pairs")
+          f"matching_swaps={args.matching_swaps} on shapes: {args.examples} training pairs, {args.epochs} epochs, "
+          f"batch {args.batch_size}, {seconds:.0f} s of training; {args.held_out} held-out pairs")
     # One shape ("a small red circle") or two ("... left of a large blue square"): the head's errors differ.
     two_shapes = np.array([any(f" {r} " in c for r in kerasmm.data.RELATIONS) for c in captions])
 

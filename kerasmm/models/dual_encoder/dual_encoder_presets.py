@@ -27,8 +27,8 @@ SETTINGS = {
 }
 # The settings each component takes as they are.
 BACKBONE = ("embedding_dim", "sequence_length", "matching_layers", "matching_heads")
-TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives", "matching_swaps",
-        "rerank_candidates")
+TASK = ("loss", "logit_scale", "logit_bias", "retrieval_groups", "matching_weight", "matching_negatives",
+        "matching_swaps", "rerank_candidates")
 
 
 def build(**settings):
