@@ -83,6 +83,15 @@ def test_a_captioner_fits_its_vocabulary_and_positions_to_the_captions(capsys):
     assert "sequence_length=16: 95% of the texts fit" in capsys.readouterr().out
 
 
+def test_a_captioner_spells_words_it_saw_fewer_than_four_times_in_pieces():
+    captions = ["a walrus on the ice"] * 4 + ["a heron on the ice"] * 3
+    features = {"image": np.zeros((len(captions), 32, 32, 3), "uint8")}
+    train = tf.data.Dataset.from_tensor_slices((features, captions)).batch(4)
+    fitted, _ = data_fit.fit_settings(kerasmm.zoo.entry("tiny_captioner"), train, {})
+    assert "walrus" in fitted["vocabulary"] and "heron" not in fitted["vocabulary"]
+    assert "heron" in data_fit.data_vocabulary(captions)  # a model that only reads the texts keeps it whole
+
+
 def test_shapes_data_keep_the_shapes_settings():
     train = kerasmm.data.shapes(num_examples=16, batch_size=8)
     assert train.class_names == list(kerasmm.data.SHAPES)
