@@ -79,16 +79,11 @@ class DualEncoderBackbone(EncodersBackbone):
         inputs = model_inputs(modalities, image_size, sequence_length, audio_length)
         inputs = {m: inputs[m] for m in modalities}  # no presence masks: both towers always run
         encoded = {m: built[m](inputs[m]) for m in modalities}
-        outputs = {
-            f"{m}_embedding": self.normalizations[m](self.projections[m](encoded[m]["pooled"])) for m in modalities
-        }
+        outputs = {f"{m}_embedding": self.embed(m, encoded[m]) for m in modalities}
         if self.matching_head is not None:
             text, image = encoded["text"], encoded["image"]
-            mask = text.get("sequence_mask")
-            if mask is None:  # an encoder without a mask: every position is real
-                mask = keras.ops.ones_like(text["sequence"][:, :, 0])
             outputs["text_tokens"] = text["sequence"]
-            outputs["text_token_mask"] = keras.ops.cast(mask, "float32")
+            outputs["text_token_mask"] = self.token_mask(text)
             image_tokens = image["sequence"]
             if "detail_sequence" in image:
                 self.detail_projection = keras.layers.Dense(image_tokens.shape[-1], dtype=dtype,
@@ -106,6 +101,18 @@ class DualEncoderBackbone(EncodersBackbone):
         self.embedding_dim = embedding_dim
         self.matching_layers = matching_layers
         self.matching_heads = matching_heads
+
+    def embed(self, modality, encoded):
+        """The unit embedding of a tower's output (`encoded`, the encoder's dict): its projected `"pooled"`."""
+        return self.normalizations[modality](self.projections[modality](encoded["pooled"]))
+
+    @staticmethod
+    def token_mask(encoded):
+        """`[B, T]` float32, 1.0 at the real positions of an encoder's `"sequence"` (all, without a mask)."""
+        mask = encoded.get("sequence_mask")
+        if mask is None:
+            mask = keras.ops.ones_like(encoded["sequence"][:, :, 0])
+        return keras.ops.cast(mask, "float32")
 
     @property
     def query_modality(self):

@@ -208,11 +208,9 @@ class DualEncoder(ZooTask):
         for _ in range(self.matching_swaps):
             swapped, valid = contrastive.swap_two_tokens(ids, self.swap_seed_generator)
             text = backbone.encoder_layers["text"](swapped, training=True)
-            embedding = backbone.normalizations["text"](backbone.projections["text"](text["pooled"]))
-            mask = text.get("sequence_mask")
-            mask = tf.ones_like(text["sequence"][:, :, 0]) if mask is None else tf.cast(mask, text["sequence"].dtype)
-            logits.append(self.matching_head(text["sequence"], mask, image_tokens,
-                                             tf.reduce_sum(embedding * image, axis=-1), training=True))
+            similarity = tf.reduce_sum(backbone.embed("text", text) * image, axis=-1)
+            logits.append(self.matching_head(text["sequence"], backbone.token_mask(text), image_tokens, similarity,
+                                             training=True))
             valids.append(valid)
         return logits, valids
 
